@@ -1,0 +1,63 @@
+VENV ?= .venv
+PYTHON ?= python3
+PYTEST_ARGS ?=
+EXTRAS ?= test,dev,psycopg
+
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: help install demo test lint format bench clean
+
+help:
+	@echo "make install  create $(VENV) and install the package with the [$(EXTRAS)] extras"
+	@echo "make demo     migrate, seed, sync the views and read them as the analytics role"
+	@echo "make test     run the test suite under coverage (PYTEST_ARGS=... to pass options)"
+	@echo "make lint     ruff check, ruff format --check, mypy"
+	@echo "make format   ruff format and ruff check --fix"
+	@echo "make bench    run every benchmarks/bench_*.py"
+	@echo "make clean    remove the virtualenv, caches and build output"
+	@echo "DATABASE_URL=postgresql://... selects a server; unset, an embedded one is started."
+
+$(INSTALLED): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(BIN)/python manage.py demo
+
+# pytest exits 5 when it collects no test; that is not a failure of the code under
+# test, so it is reported and tolerated, while every other non-zero status fails.
+test: $(INSTALLED)
+	$(BIN)/python -m coverage erase
+	@status=0; $(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: nothing to report"; exit 0; fi; \
+	if [ $$status -ne 0 ]; then exit $$status; fi; \
+	$(BIN)/python -m coverage report
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(INSTALLED)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(INSTALLED)
+	@set -e; found=0; \
+	for script in benchmarks/bench_*.py; do \
+		[ -e "$$script" ] || continue; \
+		found=1; \
+		echo "== $$script"; \
+		$(BIN)/python "$$script"; \
+	done; \
+	if [ $$found -eq 0 ]; then echo "no benchmarks/bench_*.py to run"; fi
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .coverage .coverage.* htmlcov \
+		.mypy_cache .ruff_cache .pytest_cache .nox
+	find . -path ./.pgdata -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
