@@ -1,0 +1,105 @@
+"""Declare PostgreSQL views as Python classes; ``manage.py sync_views`` creates them.
+
+The public API is re-exported here. The names load on first use, because the view
+classes are Django models and Django imports this package before its app registry is
+ready.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "3.0.0.dev0"
+
+_EXPORTS = {
+    "views": (
+        "HiddenViewMixin",
+        "PostgresMaterialisedViewMixin",
+        "PostgresMaterializedViewMixin",
+        "PostgresViewFromQueryset",
+        "PostgresViewFromSQL",
+        "ReadableViewFromQueryset",
+        "ReadableViewFromSQL",
+    ),
+    "sync": (
+        "ActionKind",
+        "SyncPlan",
+        "SyncReport",
+        "SyncResult",
+        "ViewAction",
+        "apply_plan",
+        "plan_sync",
+        "sync_views",
+    ),
+    "refresh": ("refresh_materialized_view", "refresh_materialized_views"),
+    "exceptions": (
+        "DependencyCycleError",
+        "DependencyError",
+        "ExternalDependentsError",
+        "InvalidViewError",
+        "MissingDependencyError",
+        "ReadOnlyViewError",
+        "RefreshError",
+        "SyncError",
+        "SyncLockTimeout",
+        "UnknownRoleError",
+        "UnknownViewError",
+        "ViewDiscoveryError",
+        "ViewError",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'django_orm_views' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:
+    from .exceptions import (
+        DependencyCycleError,
+        DependencyError,
+        ExternalDependentsError,
+        InvalidViewError,
+        MissingDependencyError,
+        ReadOnlyViewError,
+        RefreshError,
+        SyncError,
+        SyncLockTimeout,
+        UnknownRoleError,
+        UnknownViewError,
+        ViewDiscoveryError,
+        ViewError,
+    )
+    from .refresh import refresh_materialized_view, refresh_materialized_views
+    from .sync import (
+        ActionKind,
+        SyncPlan,
+        SyncReport,
+        SyncResult,
+        ViewAction,
+        apply_plan,
+        plan_sync,
+        sync_views,
+    )
+    from .views import (
+        HiddenViewMixin,
+        PostgresMaterialisedViewMixin,
+        PostgresMaterializedViewMixin,
+        PostgresViewFromQueryset,
+        PostgresViewFromSQL,
+        ReadableViewFromQueryset,
+        ReadableViewFromSQL,
+    )

@@ -1,0 +1,333 @@
+"""Rendering of a view into SQL: parameter binding, parsing, rewriting and fingerprints.
+
+Everything here but :func:`render_view` is pure. ``render_view`` needs a connection
+only to let the database driver bind the parameters (client-side, no round trip).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.db.backends.utils import truncate_name
+from pglast import ast, parse_sql, visitors
+from pglast.parser import ParseError
+from pglast.stream import RawStream
+
+from .exceptions import InvalidViewError
+from .views import (
+    POSTGRES_MAX_IDENTIFIER_BYTES,
+    BasePostgresView,
+    PostgresMaterialisedViewMixin,
+    describe,
+    quote_identifier,
+)
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+FINGERPRINT_PREFIX = "django-orm-views:"
+
+
+@dataclass(frozen=True)
+class IndexDefinition:
+    """An index on a materialized view, independent of the schema it is created in."""
+
+    name: str
+    columns: tuple[str, ...]
+    unique: bool = False
+    method: str | None = None
+    where: str | None = None
+    opclasses: tuple[str, ...] = ()
+
+    def create_sql(self, schema: str, view_name: str) -> str:
+        columns = []
+        for position, column in enumerate(self.columns):
+            descending = column.startswith("-")
+            rendered = quote_identifier(column.lstrip("-"))
+            if position < len(self.opclasses) and self.opclasses[position]:
+                rendered += f" {self.opclasses[position]}"
+            if descending:
+                rendered += " DESC"
+            columns.append(rendered)
+        unique = "UNIQUE " if self.unique else ""
+        using = f" USING {self.method}" if self.method else ""
+        where = f" WHERE {self.where}" if self.where else ""
+        target = f"{quote_identifier(schema)}.{quote_identifier(view_name)}"
+        return (
+            f"CREATE {unique}INDEX {quote_identifier(self.name)} ON {target}{using} "
+            f"({', '.join(columns)}){where}"
+        )
+
+
+@dataclass(frozen=True)
+class RenderedView:
+    """One declared view rendered for one database: all a plan needs to know of it."""
+
+    view: type[BasePostgresView]
+    name: str
+    database: str
+    materialized: bool
+    hidden: bool
+    with_data: bool
+    select_sql: str
+    indexes: tuple[IndexDefinition, ...]
+    references: frozenset[str]
+    declared_dependencies: frozenset[str]
+
+    @property
+    def dependencies(self) -> frozenset[str]:
+        return self.references | self.declared_dependencies
+
+    @property
+    def kind(self) -> str:
+        return "materialized view" if self.materialized else "view"
+
+    def create_statements(self, schema: str, select_sql: str | None = None) -> list[str]:
+        """CREATE statements of the view and its indexes in ``schema``.
+
+        ``select_sql`` replaces the view's own SELECT, for one rewritten to read from a
+        staging schema.
+        """
+        target = f"{quote_identifier(schema)}.{quote_identifier(self.name)}"
+        body = self.select_sql if select_sql is None else select_sql
+        if self.materialized:
+            data = "WITH DATA" if self.with_data else "WITH NO DATA"
+            statements = [f"CREATE MATERIALIZED VIEW {target} AS {body} {data}"]
+        else:
+            statements = [f"CREATE VIEW {target} AS {body}"]
+        statements += [index.create_sql(schema, self.name) for index in self.indexes]
+        return statements
+
+
+def render_view(view: type[BasePostgresView], connection: BaseDatabaseWrapper, schema: str) -> RenderedView:
+    """Render ``view`` for ``connection``: bind its parameters, parse its SQL, find the
+    views it reads and build its indexes. Raises InvalidViewError naming the class."""
+    sql, params = view.get_sql_and_params()
+    try:
+        bound = connection.ops.compose_sql(sql, params)
+    except (TypeError, ValueError, IndexError, KeyError) as error:
+        raise InvalidViewError(
+            f"View {describe(view)}: its SQL and params do not match ({error}). Write a "
+            "literal % as %% and pass one value in `params` for each %s."
+        ) from error
+    select_sql = normalise_select(bound, view)
+    materialized = issubclass(view, PostgresMaterialisedViewMixin)
+    return RenderedView(
+        view=view,
+        name=view.view_name,
+        database=view.database,
+        materialized=materialized,
+        hidden=bool(view.hidden),
+        with_data=bool(getattr(view, "with_data", True)),
+        select_sql=select_sql,
+        indexes=tuple(index_definitions(view)) if materialized else (),
+        references=frozenset(referenced_views(select_sql, schema)),
+        declared_dependencies=frozenset(dep.view_name for dep in view.view_dependencies),
+    )
+
+
+def normalise_select(sql: str, view: type[BasePostgresView]) -> str:
+    """The view's SELECT without surrounding blanks and trailing semicolons, checked to be
+    exactly one query that PostgreSQL's parser accepts."""
+    text = sql.strip()
+    while text.endswith(";"):
+        text = text[:-1].rstrip()
+    try:
+        statements = parse_sql(text)
+    except ParseError as error:
+        raise InvalidViewError(
+            f"View {describe(view)} has SQL that PostgreSQL cannot parse: {error}. "
+            "Fix the view's `sql` (or `get_queryset`)."
+        ) from error
+    if len(statements) != 1 or not isinstance(statements[0].stmt, ast.SelectStmt):
+        raise InvalidViewError(
+            f"View {describe(view)} must have exactly one SELECT (or VALUES) statement as "
+            f"its SQL; found {len(statements)} statement(s). Remove the extra statements."
+        )
+    return text
+
+
+class _RelationCollector(visitors.Visitor):  # type: ignore[misc]
+    def __init__(self, schema: str) -> None:
+        super().__init__()
+        self.schema = schema
+        self.names: set[str] = set()
+
+    def visit_RangeVar(self, ancestors: Any, node: ast.RangeVar) -> None:
+        if node.schemaname == self.schema:
+            self.names.add(node.relname)
+
+
+class _SchemaRewriter(visitors.Visitor):  # type: ignore[misc]
+    def __init__(self, schema: str, target_schema: str, names: Iterable[str]) -> None:
+        super().__init__()
+        self.schema = schema
+        self.target_schema = target_schema
+        self.names = frozenset(names)
+        self.changed = False
+
+    def visit_RangeVar(self, ancestors: Any, node: ast.RangeVar) -> ast.RangeVar | None:
+        if node.schemaname == self.schema and node.relname in self.names:
+            self.changed = True
+            return ast.RangeVar(
+                catalogname=node.catalogname,
+                schemaname=self.target_schema,
+                relname=node.relname,
+                inh=node.inh,
+                relpersistence=node.relpersistence,
+                alias=node.alias,
+                location=node.location,
+            )
+        return None
+
+
+def referenced_views(select_sql: str, schema: str) -> set[str]:
+    """Names of the relations in ``schema`` that the query reads, found by the parser."""
+    collector = _RelationCollector(schema)
+    collector(parse_sql(select_sql))
+    return collector.names
+
+
+def rewrite_schema(select_sql: str, schema: str, target_schema: str, names: Iterable[str]) -> str:
+    """Point the query's references to ``schema.<name>`` (for each of ``names``) at
+    ``target_schema`` instead. Works on the parse tree; text without such references is
+    returned unchanged."""
+    tree = parse_sql(select_sql)
+    rewriter = _SchemaRewriter(schema, target_schema, names)
+    rewriter(tree)
+    if not rewriter.changed:
+        return select_sql
+    return str(RawStream()(tree))
+
+
+def index_definitions(view: type[BasePostgresView]) -> list[IndexDefinition]:
+    """The unique index from ``pk_field`` and the ``indexes`` of a materialized view."""
+    definitions = []
+    pk_field = getattr(view, "pk_field", None)
+    if pk_field:
+        columns = (pk_field,) if isinstance(pk_field, str) else tuple(pk_field)
+        definitions.append(
+            IndexDefinition(
+                name=index_name(view.view_name, columns),
+                columns=columns,
+                unique=True,
+            )
+        )
+    for index in getattr(view, "indexes", ()) or ():
+        definitions.append(_index_from_django(view, index))
+    return definitions
+
+
+def index_name(view_name: str, columns: Sequence[str]) -> str:
+    """``<view>_<col>[_<col>...]`` as django-orm-views named it, shortened with a hash
+    suffix when it would pass PostgreSQL's 63-byte limit."""
+    name = "_".join([view_name, *(column.lstrip("-") for column in columns)])
+    return truncate_name(name, POSTGRES_MAX_IDENTIFIER_BYTES)
+
+
+def _index_from_django(view: type[BasePostgresView], index: Any) -> IndexDefinition:
+    from django.db.models import Index, Q
+
+    if not isinstance(index, Index):
+        raise InvalidViewError(
+            f"View {describe(view)} lists {index!r} in `indexes`. Use django.db.models.Index."
+        )
+    if index.expressions:
+        raise InvalidViewError(
+            f"View {describe(view)}: expression indexes are not supported in `indexes`. "
+            "Index columns of the view by name (Index(fields=[...]))."
+        )
+    where = None
+    if index.condition is not None:
+        where = _render_condition(view, index.condition)
+        assert isinstance(index.condition, Q)
+    columns = tuple(index.fields)
+    name = index.name or index_name(view.view_name, columns)
+    return IndexDefinition(
+        name=truncate_name(name, POSTGRES_MAX_IDENTIFIER_BYTES),
+        columns=columns,
+        unique=False,
+        method=getattr(index, "suffix", None) if type(index) is not Index else None,
+        where=where,
+        opclasses=tuple(index.opclasses),
+    )
+
+
+def _render_condition(view: type[BasePostgresView], condition: Any) -> str:
+    """Render a partial index's ``Q`` condition as SQL over the view's columns."""
+    from django.db.models import Q
+
+    if not isinstance(condition, Q) or condition.connector != Q.AND or condition.negated:
+        raise InvalidViewError(
+            f"View {describe(view)}: an index condition must be a Q of simple lookups "
+            "joined by AND, such as Q(active=True)."
+        )
+    parts = []
+    operators = {"exact": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "isnull": None}
+    for child in condition.children:
+        if not isinstance(child, tuple):
+            raise InvalidViewError(
+                f"View {describe(view)}: nested Q objects are not supported in index conditions."
+            )
+        lookup, value = child
+        column, _, operator = lookup.partition("__")
+        operator = operator or "exact"
+        if operator not in operators:
+            raise InvalidViewError(
+                f"View {describe(view)}: lookup {lookup!r} is not supported in index "
+                f"conditions; use one of {', '.join(sorted(operators))}."
+            )
+        if operator == "isnull":
+            parts.append(f"{quote_identifier(column)} IS {'' if value else 'NOT '}NULL")
+        else:
+            parts.append(f"{quote_identifier(column)} {operators[operator]} {_literal(value)}")
+    return " AND ".join(parts)
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def fingerprint(view: RenderedView, dependency_fingerprints: Iterable[str]) -> str:
+    """A hash of everything that defines the view in the database: its kind, name, SQL,
+    indexes and the fingerprints of the views it depends on (so a change propagates)."""
+    digest = hashlib.sha256()
+    parts = [
+        view.kind,
+        view.name,
+        view.select_sql,
+        "with data" if view.with_data else "with no data",
+        *(index.create_sql("", view.name) for index in view.indexes),
+        *sorted(dependency_fingerprints),
+    ]
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def fingerprint_comment(value: str) -> str:
+    return f"{FINGERPRINT_PREFIX}{value}"
+
+
+def parse_fingerprint_comment(comment: str | None) -> str | None:
+    if comment and comment.startswith(FINGERPRINT_PREFIX):
+        return comment[len(FINGERPRINT_PREFIX) :]
+    return None
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quote_role(role: str) -> str:
+    return "PUBLIC" if role == "PUBLIC" else quote_identifier(role)

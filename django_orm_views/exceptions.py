@@ -1,0 +1,55 @@
+"""Every error the package raises derives from :class:`ViewError`."""
+
+from __future__ import annotations
+
+
+class ViewError(Exception):
+    """Base class of the package's errors; the message names the view and the fix."""
+
+
+class InvalidViewError(ViewError):
+    """A view class is declared in a way that cannot be synced."""
+
+
+class ViewDiscoveryError(ViewError):
+    """Importing an app's ``postgres_views`` module failed."""
+
+
+class DependencyError(ViewError):
+    """The views' dependencies cannot be ordered."""
+
+
+class MissingDependencyError(DependencyError):
+    """A view reads another view that no class declares."""
+
+
+class DependencyCycleError(DependencyError):
+    """Views depend on each other in a cycle."""
+
+
+class SyncError(ViewError):
+    """The database refused a statement of a sync; nothing was changed."""
+
+
+class ExternalDependentsError(SyncError):
+    """Objects outside the views schema depend on views that a sync would replace."""
+
+
+class SyncLockTimeout(SyncError):
+    """Another sync of the same database held the lock for too long."""
+
+
+class UnknownRoleError(SyncError):
+    """A role to grant SELECT to does not exist in the database."""
+
+
+class RefreshError(ViewError, ValueError):
+    """A materialized view could not be refreshed (a ValueError, as in django-orm-views 2)."""
+
+
+class UnknownViewError(ViewError, LookupError):
+    """A view name given on the command line matches no declared view."""
+
+
+class ReadOnlyViewError(ViewError):
+    """A write was attempted through a readable view's model."""

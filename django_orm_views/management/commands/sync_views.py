@@ -1,0 +1,123 @@
+"""``manage.py sync_views``: make the views schema match the declared views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
+
+from ...conf import STRATEGIES
+from ...exceptions import ViewError
+from ...sync import SyncResult, plan_sync, sync_views
+
+
+class Command(BaseCommand):
+    help = "Create, replace and drop database views so that the views schema matches the code."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--database",
+            choices=tuple(connections),
+            help="Sync this database only (default: every database that has views).",
+        )
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="Change nothing; exit 1 when the database differs from the code.",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Print the SQL a sync would run; change nothing."
+        )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Rebuild every view, unchanged materialized views included.",
+        )
+        parser.add_argument(
+            "--strategy",
+            choices=STRATEGIES,
+            help="swap (build beside the live views, then swap them in) or recreate "
+            "(drop and recreate in one transaction). Default: ORM_VIEWS_SYNC_STRATEGY.",
+        )
+        parser.add_argument(
+            "--grant-select-permissions-to-user",
+            dest="grant_select_permissions_to_user",
+            action="append",
+            metavar="ROLE",
+            help="Also grant USAGE on the schema and SELECT on every non-hidden view to ROLE "
+            "(repeatable), besides ORM_VIEWS_GRANT_SELECT_TO.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        verbosity: int = options["verbosity"]
+        try:
+            if options["check"]:
+                self.check_only(options)
+                return
+            report = sync_views(
+                database=options["database"],
+                strategy=options["strategy"],
+                force=options["force"],
+                dry_run=options["dry_run"],
+                grant_select_permissions_to_user=options["grant_select_permissions_to_user"],
+            )
+        except ViewError as error:
+            raise CommandError(str(error)) from error
+        for result in report:
+            self.render(result, verbosity)
+
+    def check_only(self, options: dict[str, Any]) -> None:
+        from ...registry import databases_with_views
+
+        aliases = [options["database"]] if options["database"] else databases_with_views()
+        differs = False
+        for alias in aliases:
+            plan = plan_sync(
+                database=alias,
+                strategy=options["strategy"],
+                force=options["force"],
+                grant_select_permissions_to_user=options["grant_select_permissions_to_user"],
+            )
+            if plan:
+                differs = True
+                self.stdout.write(
+                    f"Database '{alias}' differs from the declared views:", self.style.WARNING
+                )
+                for line in plan.describe():
+                    self.stdout.write(f"  {line}")
+            elif options["verbosity"] >= 1:
+                self.stdout.write(f"Database '{alias}': views in sync.", self.style.SUCCESS)
+        if differs:
+            self.stdout.write("Run `manage.py sync_views` to apply these changes.")
+            raise SystemExit(1)
+
+    def render(self, result: SyncResult, verbosity: int) -> None:
+        if result.dry_run:
+            if not result.statements:
+                if verbosity >= 1:
+                    self.stdout.write(f"-- Database '{result.database}': views in sync, nothing to run.")
+                return
+            self.stdout.write(f"-- Database '{result.database}': statements a sync would run")
+            for statement in result.statements:
+                self.stdout.write(f"{statement};")
+            return
+        if verbosity >= 2:
+            for action in result.plan.actions:
+                timing = result.view_timings.get(action.name)
+                suffix = f" ({timing:.3f}s)" if timing is not None else ""
+                self.stdout.write(f"  {action.kind.value:<7} {action.object_kind} {action.name}{suffix}")
+        if verbosity >= 3:
+            for statement in result.statements:
+                self.stdout.write(f"    {statement};")
+        if verbosity >= 1:
+            for leftover in result.dropped_leftovers:
+                self.stdout.write(f"Dropped schema {leftover} left by an interrupted sync.")
+            if result.kept_old_schema:
+                self.stdout.write(
+                    f"Readers still use the previous views; schema {result.kept_old_schema} will "
+                    "be dropped by the next sync.",
+                    self.style.WARNING,
+                )
+            style = self.style.SUCCESS if result.applied else self.style.NOTICE
+            self.stdout.write(result.summary(), style)

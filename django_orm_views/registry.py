@@ -1,0 +1,243 @@
+"""Discovery of the declared views, lookup by name, validation and dependency order."""
+
+from __future__ import annotations
+
+import difflib
+import graphlib
+import importlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from django.apps import apps
+from django.db import connections
+
+from .exceptions import (
+    DependencyCycleError,
+    InvalidViewError,
+    MissingDependencyError,
+    UnknownViewError,
+    ViewDiscoveryError,
+)
+from .views import (
+    POSTGRES_MAX_IDENTIFIER_BYTES,
+    BasePostgresView,
+    PostgresMaterialisedViewMixin,
+    declared_classes,
+    describe,
+)
+
+MODULE_NAME = "postgres_views"
+
+
+def autodiscover() -> None:
+    """Import every installed app's ``postgres_views`` module (a file or a package).
+
+    A missing module is skipped; any error raised while importing one that exists
+    surfaces with the module's name.
+    """
+    for app_config in apps.get_app_configs():
+        module_name = f"{app_config.name}.{MODULE_NAME}"
+        try:
+            importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:
+                continue
+            raise ViewDiscoveryError(
+                f"Importing {module_name} failed: {error}. Fix the import in that module."
+            ) from error
+        except Exception as error:
+            raise ViewDiscoveryError(
+                f"Importing {module_name} failed: {type(error).__name__}: {error}. "
+                "Fix the error in that module."
+            ) from error
+
+
+def all_views() -> list[type[BasePostgresView]]:
+    """Every concrete declared view class, in declaration order."""
+    seen: set[type[BasePostgresView]] = set()
+    views = []
+    for view in declared_classes:
+        if view in seen or view.is_abstract():
+            continue
+        seen.add(view)
+        views.append(view)
+    return views
+
+
+def views_for_database(database: str) -> list[type[BasePostgresView]]:
+    return [view for view in all_views() if view.database == database]
+
+
+def databases_with_views() -> list[str]:
+    """Aliases that have at least one declared view, in settings order."""
+    wanted = {view.database for view in all_views()}
+    return [alias for alias in connections if alias in wanted]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A declaration problem: shown by ``manage.py check`` and raised by a sync."""
+
+    id: str
+    view: type[BasePostgresView]
+    message: str
+    hint: str
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}"
+
+
+def find_problems(views: Iterable[type[BasePostgresView]] | None = None) -> list[Problem]:
+    """Check the declarations without touching the database."""
+    views = list(all_views() if views is None else views)
+    problems: list[Problem] = []
+    by_name: dict[tuple[str, str], type[BasePostgresView]] = {}
+    for view in views:
+        label = describe(view)
+        name = view.view_name
+        if len(name.encode()) > POSTGRES_MAX_IDENTIFIER_BYTES:
+            problems.append(
+                Problem(
+                    "orm_views.E002",
+                    view,
+                    f"View {label} is named {name!r}, longer than PostgreSQL's "
+                    f"{POSTGRES_MAX_IDENTIFIER_BYTES} bytes.",
+                    "Shorten the class name or its `prefix`.",
+                )
+            )
+        other = by_name.setdefault((view.database, name), view)
+        if other is not view:
+            problems.append(
+                Problem(
+                    "orm_views.E003",
+                    view,
+                    f"Views {describe(other)} and {label} both map to the view name "
+                    f"{name!r} on database {view.database!r}.",
+                    "Rename one of the classes or give it a different `prefix`.",
+                )
+            )
+        if view.database not in connections:
+            problems.append(
+                Problem(
+                    "orm_views.E004",
+                    view,
+                    f"View {label} sets `database` = {view.database!r}, which is not in "
+                    "settings.DATABASES.",
+                    f"Use one of: {', '.join(connections)}.",
+                )
+            )
+        if getattr(view, "pk_field", None) and not issubclass(
+            view, PostgresMaterialisedViewMixin
+        ):
+            problems.append(
+                Problem(
+                    "orm_views.E005",
+                    view,
+                    f"View {label} sets `pk_field` but is not a materialized view.",
+                    "Add PostgresMaterialisedViewMixin first in its bases, or remove `pk_field`.",
+                )
+            )
+        for dependency in view.view_dependencies:
+            if not (isinstance(dependency, type) and issubclass(dependency, BasePostgresView)):
+                problems.append(
+                    Problem(
+                        "orm_views.E006",
+                        view,
+                        f"View {label} lists {dependency!r} in `view_dependencies`, which is "
+                        "not a view class.",
+                        "List view classes only.",
+                    )
+                )
+            elif dependency.is_abstract():
+                problems.append(
+                    Problem(
+                        "orm_views.E006",
+                        view,
+                        f"View {label} lists the abstract class {describe(dependency)} in "
+                        "`view_dependencies`.",
+                        "List concrete view classes only.",
+                    )
+                )
+            elif dependency.database != view.database:
+                problems.append(
+                    Problem(
+                        "orm_views.E006",
+                        view,
+                        f"View {label} (database {view.database!r}) depends on "
+                        f"{describe(dependency)} (database {dependency.database!r}).",
+                        "A view can only depend on views of its own database.",
+                    )
+                )
+        try:
+            view.get_sql_and_params()
+        except InvalidViewError as error:
+            problems.append(Problem("orm_views.E001", view, str(error), ""))
+    return problems
+
+
+def raise_for_problems(views: Iterable[type[BasePostgresView]]) -> None:
+    problems = find_problems(views)
+    if problems:
+        raise InvalidViewError("\n".join(str(problem).strip() for problem in problems))
+
+
+def dependency_order(
+    dependencies: Mapping[str, Iterable[str]],
+    classes: Mapping[str, type[BasePostgresView]],
+    schema: str,
+) -> list[str]:
+    """Names in an order where every view comes after the views it reads; ties are broken
+    by name so the order never changes between runs.
+
+    A reference to a view that no class declares, and a cycle, raise errors that name
+    the classes involved.
+    """
+    for name in sorted(dependencies):
+        for dependency in sorted(dependencies[name]):
+            if dependency not in classes:
+                raise MissingDependencyError(
+                    f"View {describe(classes[name])} reads {schema}.{dependency}, but no "
+                    f"view class on database {classes[name].database!r} is named "
+                    f"{dependency!r}. Declare that view, or fix the SQL."
+                )
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for name in sorted(dependencies):
+        sorter.add(name, *sorted(dependencies[name]))
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as error:
+        cycle: list[str] = list(error.args[1])
+        path = " -> ".join(describe(classes[name]) for name in cycle)
+        raise DependencyCycleError(
+            f"Views depend on each other in a cycle: {path}. Remove one of these "
+            "dependencies (in `view_dependencies` or in the SQL)."
+        ) from error
+    order: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        order.extend(ready)
+        sorter.done(*ready)
+    return order
+
+
+def find_view(label: str, database: str | None = None) -> type[BasePostgresView]:
+    """A declared view by its view name or ``app_label.ClassName``."""
+    candidates = all_views() if database is None else views_for_database(database)
+    labels: dict[str, type[BasePostgresView]] = {}
+    for view in candidates:
+        labels[view.view_name] = view
+        app_config = apps.get_containing_app_config(view.__module__)
+        if app_config is not None:
+            labels[f"{app_config.label}.{view.__name__}"] = view
+    if label in labels:
+        return labels[label]
+    lowered = {key.lower(): value for key, value in labels.items()}
+    if label.lower() in lowered:
+        return lowered[label.lower()]
+    close = difflib.get_close_matches(label, list(labels), n=3, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    where = f" on database {database!r}" if database else ""
+    raise UnknownViewError(
+        f"No declared view is named {label!r}{where}.{hint} Give a view name "
+        "(e.g. shop_dailysales) or app_label.ClassName; `manage.py list_views` lists them."
+    )

@@ -1,0 +1,792 @@
+"""Make the views schema match the declared views: plan (desired vs actual), then apply.
+
+A plan compares each declared view's fingerprint with the one stored in the database
+(``COMMENT ON``) and is pure once the catalog has been read. Applying a plan with the
+``swap`` strategy builds the new objects in a staging schema, then swaps it in with one
+short transaction; the ``recreate`` strategy drops and recreates the schema in one
+transaction. ``--check``, ``--dry-run`` and ``list_views`` all read the same plan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from django.db import DatabaseError, connections, transaction
+
+from . import signals
+from .compiler import (
+    RenderedView,
+    fingerprint,
+    fingerprint_comment,
+    quote_literal,
+    quote_role,
+    render_view,
+    rewrite_schema,
+)
+from .conf import STRATEGIES, get_settings
+from .exceptions import (
+    ExternalDependentsError,
+    InvalidViewError,
+    SyncError,
+    SyncLockTimeout,
+    UnknownRoleError,
+)
+from .introspection import (
+    CatalogSnapshot,
+    ExternalDependent,
+    external_dependents,
+    missing_roles,
+    old_schema_prefix,
+    read_catalog,
+    staging_schema_name,
+)
+from .registry import dependency_order, raise_for_problems, views_for_database
+from .views import BasePostgresView, describe, quote_identifier
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+# The refresh helpers live in refresh.py; they are re-exported here because
+# django-orm-views 2 users import them from django_orm_views.sync.
+from .refresh import refresh_materialized_view, refresh_materialized_views  # noqa: E402
+
+__all__ = [
+    "ActionKind",
+    "SyncPlan",
+    "SyncReport",
+    "SyncResult",
+    "ViewAction",
+    "apply_plan",
+    "plan_sync",
+    "refresh_materialized_view",
+    "refresh_materialized_views",
+    "sync_views",
+]
+
+LOCK_NOT_AVAILABLE = "55P03"
+DEADLOCK_DETECTED = "40P01"
+RETRYABLE_SQLSTATES = {LOCK_NOT_AVAILABLE, DEADLOCK_DETECTED}
+
+
+class ActionKind(Enum):
+    CREATE = "create"
+    REPLACE = "replace"
+    KEEP = "keep"
+    DROP = "drop"
+
+
+@dataclass(frozen=True)
+class ViewAction:
+    """What a sync does to one view (or one undeclared object) and why."""
+
+    kind: ActionKind
+    name: str
+    reason: str
+    object_kind: str
+    view: type[BasePostgresView] | None = None
+    grants_to_add: frozenset[str] = frozenset()
+    grants_to_revoke: frozenset[str] = frozenset()
+
+    @property
+    def changes_grants(self) -> bool:
+        return bool(self.grants_to_add or self.grants_to_revoke)
+
+    @property
+    def is_change(self) -> bool:
+        return self.kind is not ActionKind.KEEP or self.changes_grants
+
+    def describe(self) -> str:
+        label = f"{self.object_kind} {self.name}"
+        if self.view is not None:
+            label += f" [{describe(self.view)}]"
+        if self.kind is ActionKind.KEEP:
+            grants = []
+            if self.grants_to_add:
+                grants.append("grant SELECT to " + ", ".join(sorted(self.grants_to_add)))
+            if self.grants_to_revoke:
+                grants.append("revoke SELECT from " + ", ".join(sorted(self.grants_to_revoke)))
+            return f"grants {label}: {'; '.join(grants)}"
+        return f"{self.kind.value} {label}: {self.reason}"
+
+
+@dataclass
+class SyncPlan:
+    """The difference between the declared views of one database and what it holds."""
+
+    database: str
+    schema: str
+    strategy: str
+    force: bool
+    roles: tuple[str, ...]
+    rendered: dict[str, RenderedView]
+    fingerprints: dict[str, str]
+    order: list[str]
+    snapshot: CatalogSnapshot
+    actions: list[ViewAction]
+    schema_grants_to_add: frozenset[str] = frozenset()
+    schema_grants_to_revoke: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        """True when the database differs from the code (something to do)."""
+        return bool(self.changes or self.changes_schema_grants)
+
+    @property
+    def changes(self) -> list[ViewAction]:
+        return [action for action in self.actions if action.is_change]
+
+    @property
+    def changes_views(self) -> bool:
+        return any(action.kind is not ActionKind.KEEP for action in self.actions)
+
+    @property
+    def changes_schema_grants(self) -> bool:
+        return bool(self.schema_grants_to_add or self.schema_grants_to_revoke)
+
+    def actions_of(self, kind: ActionKind) -> list[ViewAction]:
+        return [action for action in self.actions if action.kind is kind]
+
+    def describe(self) -> list[str]:
+        """One line for each difference, for ``--check`` and the logs."""
+        lines = [action.describe() for action in self.changes]
+        if self.schema_grants_to_add:
+            lines.append(
+                f"grants schema {self.schema}: grant USAGE to "
+                + ", ".join(sorted(self.schema_grants_to_add))
+            )
+        if self.schema_grants_to_revoke:
+            lines.append(
+                f"grants schema {self.schema}: revoke USAGE from "
+                + ", ".join(sorted(self.schema_grants_to_revoke))
+            )
+        return lines
+
+
+@dataclass
+class SyncResult:
+    """What a sync did on one database."""
+
+    database: str
+    plan: SyncPlan
+    applied: bool = False
+    dry_run: bool = False
+    statements: list[str] = field(default_factory=list)
+    view_timings: dict[str, float] = field(default_factory=dict)
+    duration: float = 0.0
+    dropped_leftovers: list[str] = field(default_factory=list)
+    kept_old_schema: str | None = None
+
+    def count(self, kind: ActionKind) -> int:
+        return len(self.plan.actions_of(kind))
+
+    def summary(self) -> str:
+        counts = ", ".join(
+            f"{self.count(kind)} {label}"
+            for kind, label in (
+                (ActionKind.CREATE, "created"),
+                (ActionKind.REPLACE, "replaced"),
+                (ActionKind.DROP, "dropped"),
+                (ActionKind.KEEP, "unchanged"),
+            )
+        )
+        if self.dry_run:
+            verb = "Would sync"
+        elif self.applied:
+            verb = "Synced"
+        else:
+            verb = "Views already in sync"
+        return (
+            f"{verb} on database '{self.database}' ({self.plan.strategy}): {counts} "
+            f"in {self.duration:.2f}s."
+        )
+
+
+@dataclass
+class SyncReport:
+    """The results of a sync, one for each database it covered."""
+
+    results: list[SyncResult]
+
+    def __iter__(self) -> Iterator[SyncResult]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, database: str) -> SyncResult:
+        for result in self.results:
+            if result.database == database:
+                return result
+        raise KeyError(database)
+
+    @property
+    def applied(self) -> bool:
+        return any(result.applied for result in self.results)
+
+
+# Planning ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """The declared views of one database, rendered, ordered and fingerprinted."""
+
+    database: str
+    schema: str
+    rendered: dict[str, RenderedView]
+    order: list[str]
+    fingerprints: dict[str, str]
+
+
+def desired_state(database: str, schema: str | None = None) -> DesiredState:
+    schema = schema or get_settings().schema
+    views = views_for_database(database)
+    raise_for_problems(views)
+    connection = connections[database]
+    rendered = {view.view_name: render_view(view, connection, schema) for view in views}
+    classes = {name: item.view for name, item in rendered.items()}
+    order = dependency_order(
+        {name: item.dependencies for name, item in rendered.items()}, classes, schema
+    )
+    fingerprints: dict[str, str] = {}
+    for name in order:
+        item = rendered[name]
+        fingerprints[name] = fingerprint(
+            item, (fingerprints[dependency] for dependency in item.dependencies)
+        )
+    return DesiredState(database, schema, rendered, order, fingerprints)
+
+
+def _roles(grant_select_permissions_to_user: str | Sequence[str] | None) -> tuple[str, ...]:
+    extra: Sequence[str]
+    if grant_select_permissions_to_user is None:
+        extra = ()
+    elif isinstance(grant_select_permissions_to_user, str):
+        extra = (grant_select_permissions_to_user,)
+    else:
+        extra = tuple(grant_select_permissions_to_user)
+    roles: list[str] = []
+    for role in (*get_settings().grant_select_to, *extra):
+        if role not in roles:
+            roles.append(role)
+    return tuple(roles)
+
+
+def compare(
+    desired: DesiredState,
+    snapshot: CatalogSnapshot,
+    *,
+    roles: tuple[str, ...],
+    strategy: str,
+    force: bool,
+) -> SyncPlan:
+    """The plan that turns ``snapshot`` into ``desired``. Pure."""
+    actions: list[ViewAction] = []
+    changing: set[str] = set()
+    for name in desired.order:
+        item = desired.rendered[name]
+        existing = snapshot.objects.get(name)
+        wanted_grants = frozenset() if item.hidden else frozenset(roles)
+        if existing is None:
+            kind, reason = ActionKind.CREATE, "new"
+        elif force:
+            kind, reason = ActionKind.REPLACE, "--force"
+        elif existing.kind != item.kind:
+            kind, reason = ActionKind.REPLACE, f"is a {existing.kind} in the database"
+        elif existing.fingerprint is None:
+            kind, reason = ActionKind.REPLACE, "not created by django-orm-views"
+        elif existing.fingerprint != desired.fingerprints[name]:
+            changed_dependencies = sorted(item.dependencies & changing)
+            if changed_dependencies:
+                reason = "depends on " + ", ".join(changed_dependencies) + ", which change"
+            else:
+                reason = "definition changed"
+            kind = ActionKind.REPLACE
+        else:
+            actions.append(
+                ViewAction(
+                    ActionKind.KEEP,
+                    name,
+                    "unchanged",
+                    item.kind,
+                    item.view,
+                    grants_to_add=wanted_grants - existing.grantees,
+                    grants_to_revoke=existing.grantees - wanted_grants,
+                )
+            )
+            continue
+        changing.add(name)
+        actions.append(ViewAction(kind, name, reason, item.kind, item.view))
+    for name in sorted(set(snapshot.objects) - set(desired.rendered)):
+        existing = snapshot.objects[name]
+        actions.append(ViewAction(ActionKind.DROP, name, "not declared", existing.kind))
+    schema_add: frozenset[str] = frozenset()
+    schema_revoke: frozenset[str] = frozenset()
+    if snapshot.schema_exists:
+        schema_add = frozenset(roles) - snapshot.schema_grantees
+        schema_revoke = snapshot.schema_grantees - frozenset(roles)
+    return SyncPlan(
+        database=desired.database,
+        schema=desired.schema,
+        strategy=strategy,
+        force=force,
+        roles=roles,
+        rendered=desired.rendered,
+        fingerprints=desired.fingerprints,
+        order=desired.order,
+        snapshot=snapshot,
+        actions=actions,
+        schema_grants_to_add=schema_add,
+        schema_grants_to_revoke=schema_revoke,
+    )
+
+
+def _strategy(strategy: str | None) -> str:
+    chosen = strategy or get_settings().sync_strategy
+    if chosen not in STRATEGIES:
+        raise InvalidViewError(
+            f"Unknown sync strategy {chosen!r} (from ORM_VIEWS_SYNC_STRATEGY or --strategy). "
+            f"Use one of: {', '.join(STRATEGIES)}."
+        )
+    return chosen
+
+
+def plan_sync(
+    *,
+    database: str = "default",
+    strategy: str | None = None,
+    force: bool = False,
+    grant_select_permissions_to_user: str | Sequence[str] | None = None,
+) -> SyncPlan:
+    """Compare the declared views of ``database`` with what it holds. Changes nothing;
+    ``bool(plan)`` is False when the database already matches the code."""
+    desired = desired_state(database)
+    snapshot = read_catalog(connections[database], desired.schema)
+    return compare(
+        desired,
+        snapshot,
+        roles=_roles(grant_select_permissions_to_user),
+        strategy=_strategy(strategy),
+        force=force,
+    )
+
+
+# Compiling a plan into statements -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    sql: str
+    view: str | None = None
+
+
+@dataclass
+class Phase:
+    """Statements run in one transaction (a savepoint inside an outer transaction)."""
+
+    name: str
+    steps: list[Step]
+    # Phases that take locks readers may hold run with a short lock_timeout and retry.
+    retry_on_lock: bool = False
+
+
+@dataclass
+class CompiledPlan:
+    phases: list[Phase]
+    drop_schema: str | None = None
+
+    @property
+    def statements(self) -> list[str]:
+        statements = [step.sql for phase in self.phases for step in phase.steps]
+        if self.drop_schema:
+            statements.append(_drop_schema_sql(self.drop_schema))
+        return statements
+
+
+def _drop_schema_sql(schema: str) -> str:
+    return f"DROP SCHEMA IF EXISTS {quote_identifier(schema)} CASCADE"
+
+
+def _qualified(schema: str, name: str) -> str:
+    return f"{quote_identifier(schema)}.{quote_identifier(name)}"
+
+
+def _keyword(object_kind: str) -> str:
+    return "MATERIALIZED VIEW" if object_kind == "materialized view" else "VIEW"
+
+
+def _grant_steps(
+    schema: str, name: str, object_kind: str, add: Iterable[str], revoke: Iterable[str]
+) -> list[Step]:
+    # GRANT ... ON TABLE covers views and materialized views alike.
+    target = f"TABLE {_qualified(schema, name)}"
+    steps = []
+    revoke = sorted(revoke)
+    add = sorted(add)
+    if revoke:
+        roles = ", ".join(quote_role(role) for role in revoke)
+        steps.append(Step(f"REVOKE SELECT ON {target} FROM {roles}", name))
+    if add:
+        roles = ", ".join(quote_role(role) for role in add)
+        steps.append(Step(f"GRANT SELECT ON {target} TO {roles}", name))
+    return steps
+
+
+def _schema_grant_steps(schema: str, add: Iterable[str], revoke: Iterable[str]) -> list[Step]:
+    steps = []
+    if revoke := sorted(revoke):
+        roles = ", ".join(quote_role(role) for role in revoke)
+        steps.append(Step(f"REVOKE USAGE ON SCHEMA {quote_identifier(schema)} FROM {roles}"))
+    if add := sorted(add):
+        roles = ", ".join(quote_role(role) for role in add)
+        steps.append(Step(f"GRANT USAGE ON SCHEMA {quote_identifier(schema)} TO {roles}"))
+    return steps
+
+
+def _create_steps(plan: SyncPlan, names: Iterable[str], target_schema: str) -> list[Step]:
+    """CREATE, COMMENT and GRANT of ``names`` (in dependency order) in ``target_schema``;
+    references between them are rewritten to ``target_schema``."""
+    names = [name for name in plan.order if name in set(names)]
+    steps = []
+    for name in names:
+        item = plan.rendered[name]
+        select_sql = None
+        if target_schema != plan.schema:
+            select_sql = rewrite_schema(item.select_sql, plan.schema, target_schema, names)
+        for sql in item.create_statements(target_schema, select_sql):
+            steps.append(Step(sql, name))
+        comment = quote_literal(fingerprint_comment(plan.fingerprints[name]))
+        steps.append(
+            Step(f"COMMENT ON {_keyword(item.kind)} {_qualified(target_schema, name)} IS {comment}", name)
+        )
+        if not item.hidden:
+            steps.extend(_grant_steps(target_schema, name, item.kind, plan.roles, ()))
+    return steps
+
+
+def _raise_for_dependents(plan: SyncPlan, dependents: list[ExternalDependent]) -> None:
+    listed = "; ".join(
+        f"{dependent.dependent_kind} {dependent.dependent} depends on {plan.schema}.{dependent.view}"
+        for dependent in dependents
+    )
+    raise ExternalDependentsError(
+        f"Refusing to sync database '{plan.database}': objects outside the "
+        f"{plan.schema!r} schema depend on views this sync would replace or drop ({listed}). "
+        "Nothing was changed. Drop those objects (or declare them as views), then run "
+        "sync_views again."
+    )
+
+
+def compile_plan(plan: SyncPlan, connection: BaseDatabaseWrapper) -> CompiledPlan:
+    """The statements that apply ``plan``, grouped in transactions. Reads (never writes)
+    the catalog to find objects outside the schema that depend on its views."""
+    schema = plan.schema
+    live_exists = plan.snapshot.schema_exists
+    dependents = external_dependents(connection, schema) if live_exists else []
+
+    if not plan.changes_views:
+        # Only grants differ: change them in place, nothing to rebuild.
+        steps = _schema_grant_steps(schema, plan.schema_grants_to_add, plan.schema_grants_to_revoke)
+        for action in plan.actions:
+            steps += _grant_steps(
+                schema, action.name, action.object_kind, action.grants_to_add, action.grants_to_revoke
+            )
+        return CompiledPlan([Phase("grants", steps)] if steps else [])
+
+    if plan.strategy == "recreate":
+        if dependents:
+            _raise_for_dependents(plan, dependents)
+        steps = [
+            Step(_drop_schema_sql(schema)),
+            Step(f"CREATE SCHEMA {quote_identifier(schema)}"),
+            *_schema_grant_steps(schema, plan.roles, ()),
+            *_create_steps(plan, plan.order, schema),
+        ]
+        return CompiledPlan([Phase("recreate", steps)])
+
+    # Swap: keep unchanged materialized views (and anything an outside object depends
+    # on) by moving them across; build everything else in the staging schema.
+    kept = {action.name for action in plan.actions_of(ActionKind.KEEP)}
+    depended_on = {dependent.view for dependent in dependents}
+    moved: set[str] = set()
+    pending = [
+        name
+        for name in kept
+        if plan.rendered[name].materialized or name in depended_on
+    ]
+    while pending:
+        name = pending.pop()
+        if name in moved:
+            continue
+        moved.add(name)
+        pending.extend(plan.rendered[name].dependencies)
+    blocking = [dependent for dependent in dependents if dependent.view not in moved]
+    if blocking:
+        _raise_for_dependents(plan, blocking)
+
+    staging = staging_schema_name(schema)
+    built = [name for name in plan.order if name not in moved]
+    build = [
+        Step(f"CREATE SCHEMA {quote_identifier(staging)}"),
+        *_schema_grant_steps(staging, plan.roles, ()),
+        *_create_steps(plan, built, staging),
+    ]
+    swap: list[Step] = []
+    for action in plan.actions:
+        if action.name in moved:
+            swap.append(
+                Step(
+                    f"ALTER {_keyword(action.object_kind)} {_qualified(schema, action.name)} "
+                    f"SET SCHEMA {quote_identifier(staging)}",
+                    action.name,
+                )
+            )
+            swap += _grant_steps(
+                staging, action.name, action.object_kind, action.grants_to_add, action.grants_to_revoke
+            )
+    old_schema = None
+    if live_exists:
+        old_schema = f"{old_schema_prefix(schema)}{uuid.uuid4().hex[:8]}"
+        swap.append(
+            Step(f"ALTER SCHEMA {quote_identifier(schema)} RENAME TO {quote_identifier(old_schema)}")
+        )
+    swap.append(
+        Step(f"ALTER SCHEMA {quote_identifier(staging)} RENAME TO {quote_identifier(schema)}")
+    )
+    return CompiledPlan(
+        [Phase("build", build), Phase("swap", swap, retry_on_lock=True)], drop_schema=old_schema
+    )
+
+
+# Applying ------------------------------------------------------------------------------
+
+
+def _sqlstate(error: BaseException | None) -> str | None:
+    """The SQLSTATE of a database error, psycopg 2 or 3, however deeply wrapped."""
+    while error is not None:
+        code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        if code:
+            return str(code)
+        error = error.__cause__
+    return None
+
+
+def _advisory_key(schema: str) -> int:
+    digest = hashlib.sha256(f"django_orm_views:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def sync_lock(connection: BaseDatabaseWrapper, schema: str, wait: float) -> Iterator[None]:
+    """Serialise syncs of one database with a PostgreSQL advisory lock. Inside an outer
+    transaction the lock is held until that transaction ends."""
+    key = _advisory_key(schema)
+    in_transaction = connection.in_atomic_block
+    function = "pg_try_advisory_xact_lock" if in_transaction else "pg_try_advisory_lock"
+    deadline = time.monotonic() + wait
+    delay = 0.02
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(f"SELECT {function}(%s)", [key])
+            if cursor.fetchone()[0]:
+                break
+            if time.monotonic() >= deadline:
+                cursor.execute(
+                    "SELECT string_agg(pid::text, ', ') FROM pg_locks WHERE locktype = "
+                    "'advisory' AND granted AND classid = %s AND objid = %s",
+                    [(key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF],
+                )
+                holders = cursor.fetchone()[0] or "unknown"
+                raise SyncLockTimeout(
+                    f"Another sync of database '{connection.alias}' (backend pid {holders}) "
+                    f"held the sync lock for more than {wait:g}s. Let it finish and run "
+                    "sync_views again, or raise ORM_VIEWS_SYNC_LOCK_WAIT."
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    try:
+        yield
+    finally:
+        if not in_transaction:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def _execute_phase(
+    connection: BaseDatabaseWrapper, phase: Phase, plan: SyncPlan, timings: dict[str, float]
+) -> None:
+    settings = get_settings()
+    attempts = settings.swap_attempts if phase.retry_on_lock else 1
+    delay = 0.01
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+                previous_timeout = None
+                if phase.retry_on_lock:
+                    cursor.execute(
+                        "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+                        [f"{settings.swap_lock_timeout_ms}ms"],
+                    )
+                    previous_timeout = cursor.fetchone()[0]
+                for step in phase.steps:
+                    started = time.perf_counter()
+                    _execute_step(cursor, step, plan)
+                    if step.view is not None:
+                        timings[step.view] = timings.get(step.view, 0.0) + (
+                            time.perf_counter() - started
+                        )
+                if previous_timeout is not None:
+                    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous_timeout])
+            return
+        except SyncError as error:
+            if _sqlstate(error) in RETRYABLE_SQLSTATES and attempt < attempts:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+                continue
+            raise
+
+
+def _execute_step(cursor: Any, step: Step, plan: SyncPlan) -> None:
+    try:
+        cursor.execute(step.sql)
+    except DatabaseError as error:
+        message = str(error).strip()
+        if step.view is not None and step.view in plan.rendered:
+            subject = f"View {describe(plan.rendered[step.view].view)}"
+            fix = "Fix the view's SQL, then run sync_views again."
+        else:
+            subject = f"Sync of database '{plan.database}'"
+            fix = "Fix the cause, then run sync_views again."
+        if _sqlstate(error) in RETRYABLE_SQLSTATES:
+            fix = "Readers held locks for too long; run sync_views again."
+        raise SyncError(
+            f"{subject}: PostgreSQL refused `{_shorten(step.sql)}`: {message}. The live views "
+            f"are unchanged. {fix}"
+        ) from error
+
+
+def _shorten(sql: str, limit: int = 200) -> str:
+    sql = " ".join(sql.split())
+    return sql if len(sql) <= limit else sql[: limit - 3] + "..."
+
+
+def drop_schema(connection: BaseDatabaseWrapper, schema: str, *, attempts: int = 10) -> bool:
+    """Drop a leftover staging or old schema, unless an outside object depends on it or
+    readers keep it locked. Returns whether it is gone; the next sync tries again."""
+    if external_dependents(connection, schema):
+        return False
+    settings = get_settings()
+    delay = 0.01
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+                    [f"{settings.swap_lock_timeout_ms}ms"],
+                )
+                previous_timeout = cursor.fetchone()[0]
+                cursor.execute(_drop_schema_sql(schema))
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous_timeout])
+            return True
+        except DatabaseError as error:
+            if _sqlstate(error) not in RETRYABLE_SQLSTATES or attempt == attempts:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    return False
+
+
+def _check_roles(connection: BaseDatabaseWrapper, plan: SyncPlan) -> None:
+    missing = missing_roles(connection, plan.roles)
+    if missing:
+        configured = set(get_settings().grant_select_to)
+        sources = [
+            f"{role!r} (from {'ORM_VIEWS_GRANT_SELECT_TO' if role in configured else '--grant-select-permissions-to-user'})"
+            for role in missing
+        ]
+        raise UnknownRoleError(
+            f"Cannot grant SELECT on database '{plan.database}': role(s) "
+            f"{', '.join(sources)} do not exist. Create them (CREATE ROLE ...) or remove "
+            "them from the setting or option. Nothing was changed."
+        )
+
+
+def apply_plan(plan: SyncPlan) -> SyncResult:
+    """Execute ``plan``. Takes the database's sync lock, re-reads the catalog under it
+    (another sync may have done the work meanwhile), then builds and swaps."""
+    started = time.perf_counter()
+    connection = connections[plan.database]
+    settings = get_settings()
+    result = SyncResult(database=plan.database, plan=plan)
+    if not plan and not plan.snapshot.leftover_schemas:
+        result.duration = time.perf_counter() - started
+        return result
+    desired = DesiredState(plan.database, plan.schema, plan.rendered, plan.order, plan.fingerprints)
+    with sync_lock(connection, plan.schema, settings.sync_lock_wait):
+        snapshot = read_catalog(connection, plan.schema)
+        for leftover in snapshot.leftover_schemas:
+            if drop_schema(connection, leftover):
+                result.dropped_leftovers.append(leftover)
+        plan = compare(desired, snapshot, roles=plan.roles, strategy=plan.strategy, force=plan.force)
+        result.plan = plan
+        if plan:
+            _check_roles(connection, plan)
+            compiled = compile_plan(plan, connection)
+            signals.pre_sync.send(sender=SyncPlan, plan=plan, database=plan.database)
+            try:
+                for phase in compiled.phases:
+                    _execute_phase(connection, phase, plan, result.view_timings)
+            except BaseException:
+                # A failed swap leaves the built staging schema behind; the live schema
+                # is untouched either way.
+                if any(phase.name == "swap" for phase in compiled.phases):
+                    drop_schema(connection, staging_schema_name(plan.schema))
+                raise
+            result.statements = compiled.statements
+            result.applied = True
+            if compiled.drop_schema and not drop_schema(connection, compiled.drop_schema):
+                result.kept_old_schema = compiled.drop_schema
+    result.duration = time.perf_counter() - started
+    if result.applied:
+        signals.post_sync.send(sender=SyncPlan, plan=plan, result=result, database=plan.database)
+    return result
+
+
+def sync_views(
+    *,
+    database: str | None = None,
+    strategy: str | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    grant_select_permissions_to_user: str | Sequence[str] | None = None,
+) -> SyncReport:
+    """Make the views schema of ``database`` (default: every alias with views) match
+    the declared views. With ``dry_run``, only work out the statements."""
+    from .registry import databases_with_views
+
+    aliases = [database] if database else databases_with_views()
+    results = []
+    for alias in aliases:
+        started = time.perf_counter()
+        plan = plan_sync(
+            database=alias,
+            strategy=strategy,
+            force=force,
+            grant_select_permissions_to_user=grant_select_permissions_to_user,
+        )
+        if dry_run:
+            result = SyncResult(database=alias, plan=plan, dry_run=True)
+            if plan:
+                result.statements = compile_plan(plan, connections[alias]).statements
+            result.duration = time.perf_counter() - started
+        else:
+            result = apply_plan(plan)
+            result.duration = time.perf_counter() - started
+        results.append(result)
+    return SyncReport(results)
