@@ -59,6 +59,9 @@ class Command(BaseCommand):
 
         self.heading("4. Sync the views")
         call_command("sync_views", verbosity=2, **nested)
+        # A sync keeps unchanged materialized views as they were; the shop was just
+        # seeded again, so bring them up to date.
+        call_command("refresh_views", verbosity=2, **nested)
 
         self.heading(f"5. Read as the {READER_ROLE!r} role")
         schema = getattr(settings, "ORM_VIEWS_SCHEMA", "views")
