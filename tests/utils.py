@@ -1,0 +1,94 @@
+"""Helpers shared by the tests: run a command and capture everything it says."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connections
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class CommandResult:
+    stdout: str
+    stderr: str
+    exit_code: int
+
+
+def run_command(name: str, *args: str, **options: Any) -> CommandResult:
+    """Run a management command in this process, the way manage.py would: a
+    CommandError or SystemExit becomes an exit code and its message goes to stderr."""
+    stdout, stderr = StringIO(), StringIO()
+    exit_code = 0
+    try:
+        call_command(name, *args, stdout=stdout, stderr=stderr, **options)
+    except CommandError as error:
+        stderr.write(f"CommandError: {error}\n")
+        exit_code = error.returncode
+    except SystemExit as error:
+        exit_code = int(error.code or 0)
+    return CommandResult(stdout.getvalue(), stderr.getvalue(), exit_code)
+
+
+def database_url(alias: str = "default") -> str:
+    """A URL for the database ``alias`` currently points to (the test database)."""
+    settings = connections[alias].settings_dict
+    host = settings["HOST"] or ""
+    if host.startswith("/"):
+        host = quote(host, safe="")
+    port = f":{settings['PORT']}" if settings.get("PORT") else ""
+    user = quote(settings["USER"] or "", safe="")
+    password = f":{quote(settings['PASSWORD'], safe='')}" if settings.get("PASSWORD") else ""
+    return f"postgresql://{user}{password}@{host}{port}/{settings['NAME']}"
+
+
+def manage_py(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``manage.py`` in a new process against the test database."""
+    return subprocess.run(
+        [sys.executable, str(REPOSITORY / "manage.py"), *args],
+        env=manage_py_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def manage_py_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = database_url()
+    env.update(extra or {})
+    return env
+
+
+def fetch(sql: str, params: list[Any] | None = None, alias: str = "default") -> list[tuple[Any, ...]]:
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, params or [])
+        return list(cursor.fetchall())
+
+
+def relations_in(schema: str, alias: str = "default") -> dict[str, str]:
+    """``{name: relkind}`` of the relations in ``schema``."""
+    rows = fetch(
+        "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE n.nspname = %s",
+        [schema],
+        alias,
+    )
+    return {name: kind for name, kind in rows}
+
+
+def schemas_like(pattern: str, alias: str = "default") -> list[str]:
+    return [row[0] for row in fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s ORDER BY 1", [pattern], alias)]
