@@ -14,7 +14,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, urlsplit
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
@@ -25,8 +25,11 @@ DEFAULT_DATA_DIR = REPOSITORY_ROOT / ".pgdata"
 MAX_SOCKET_PATH_BYTES = 100
 SOCKET_FILE_NAME = ".s.PGSQL.5432"
 
+if TYPE_CHECKING:
+    from pgserver.postgres_server import PostgresServer
+
 # Kept so the server object (and the atexit hook that stops it) lives as long as we do.
-_server: Any = None
+_server: PostgresServer | None = None
 
 
 def requested_data_dir() -> Path:
@@ -80,7 +83,7 @@ def start_server(data_dir: Path | None = None) -> str:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     _ensure_runtime_dir()
     try:
-        import pgserver
+        from pgserver.postgres_server import get_server
     except ImportError as error:
         raise RuntimeError(
             "DATABASE_URL is not set and the embedded PostgreSQL is not installed. "
@@ -88,7 +91,7 @@ def start_server(data_dir: Path | None = None) -> str:
             "'embedded' extra: pip install 'django-orm-views[embedded]'."
         ) from error
 
-    _server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    _server = get_server(data_dir, cleanup_mode="stop")
     # get_uri() looks like postgresql://postgres:@/postgres?host=/path/to/socket/dir
     uri = urlsplit(_server.get_uri())
     socket_dir = parse_qs(uri.query)["host"][0]

@@ -23,7 +23,7 @@ from django_orm_views import (
 from test_project.shop.models import Customer, Order, OrderLine
 
 REVENUE_STATUSES = [Order.Status.PAID.value, Order.Status.SHIPPED.value]
-MONEY = DecimalField(max_digits=14, decimal_places=2)
+MONEY: DecimalField[Any, Any] = DecimalField(max_digits=14, decimal_places=2)
 
 
 class CustomerSanitised(ReadableViewFromSQL):
