@@ -36,6 +36,7 @@ test: $(INSTALLED)
 	@status=0; $(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: nothing to report"; exit 0; fi; \
 	if [ $$status -ne 0 ]; then exit $$status; fi; \
+	$(BIN)/python -m coverage combine --quiet; \
 	$(BIN)/python -m coverage report
 
 lint: $(INSTALLED)
