@@ -132,6 +132,7 @@ class SyncPlan:
     actions: list[ViewAction]
     schema_grants_to_add: frozenset[str] = frozenset()
     schema_grants_to_revoke: frozenset[str] = frozenset()
+    rebuild: frozenset[str] = frozenset()
 
     def __bool__(self) -> bool:
         """True when the database differs from the code (something to do)."""
@@ -285,8 +286,13 @@ def compare(
     roles: tuple[str, ...],
     strategy: str,
     force: bool,
+    rebuild: frozenset[str] = frozenset(),
 ) -> SyncPlan:
-    """The plan that turns ``snapshot`` into ``desired``. Pure."""
+    """The plan that turns ``snapshot`` into ``desired``. Pure.
+
+    ``rebuild`` names views to rebuild even though they are unchanged (a refresh that
+    must not block readers); the views that depend on them are rebuilt with them.
+    """
     actions: list[ViewAction] = []
     changing: set[str] = set()
     for name in desired.order:
@@ -297,17 +303,19 @@ def compare(
             kind, reason = ActionKind.CREATE, "new"
         elif force:
             kind, reason = ActionKind.REPLACE, "--force"
+        elif name in rebuild:
+            kind, reason = ActionKind.REPLACE, "rebuilt with fresh data"
         elif existing.kind != item.kind:
             kind, reason = ActionKind.REPLACE, f"is a {existing.kind} in the database"
         elif existing.fingerprint is None:
             kind, reason = ActionKind.REPLACE, "not created by django-orm-views"
+        elif item.dependencies & changing:
+            # A view reads the views it depends on by identity, so it is rebuilt with
+            # them (its fingerprint usually changed too, through theirs).
+            changed_dependencies = ", ".join(sorted(item.dependencies & changing))
+            kind, reason = ActionKind.REPLACE, f"depends on {changed_dependencies}, which change"
         elif existing.fingerprint != desired.fingerprints[name]:
-            changed_dependencies = sorted(item.dependencies & changing)
-            if changed_dependencies:
-                reason = "depends on " + ", ".join(changed_dependencies) + ", which change"
-            else:
-                reason = "definition changed"
-            kind = ActionKind.REPLACE
+            kind, reason = ActionKind.REPLACE, "definition changed"
         else:
             actions.append(
                 ViewAction(
@@ -344,6 +352,7 @@ def compare(
         actions=actions,
         schema_grants_to_add=schema_add,
         schema_grants_to_revoke=schema_revoke,
+        rebuild=rebuild,
     )
 
 
@@ -733,7 +742,14 @@ def apply_plan(plan: SyncPlan) -> SyncResult:
         for leftover in snapshot.leftover_schemas:
             if drop_schema(connection, leftover):
                 result.dropped_leftovers.append(leftover)
-        plan = compare(desired, snapshot, roles=plan.roles, strategy=plan.strategy, force=plan.force)
+        plan = compare(
+            desired,
+            snapshot,
+            roles=plan.roles,
+            strategy=plan.strategy,
+            force=plan.force,
+            rebuild=plan.rebuild,
+        )
         result.plan = plan
         if plan:
             _check_roles(connection, plan)
@@ -756,6 +772,23 @@ def apply_plan(plan: SyncPlan) -> SyncResult:
     if result.applied:
         signals.post_sync.send(sender=SyncPlan, plan=plan, result=result, database=plan.database)
     return result
+
+
+def rebuild_views(views: Iterable[type[BasePostgresView]], *, database: str = "default") -> SyncResult:
+    """Rebuild ``views`` (and the views that depend on them) beside the live ones and
+    swap them in: fresh contents for a materialized view without blocking its readers."""
+    desired = desired_state(database)
+    snapshot = read_catalog(connections[database], desired.schema)
+    plan = compare(
+        desired,
+        snapshot,
+        # Keep whatever roles the last sync granted (settings and command-line alike).
+        roles=_roles(sorted(snapshot.schema_grantees - {"PUBLIC"})),
+        strategy="swap",
+        force=False,
+        rebuild=frozenset(view.view_name for view in views),
+    )
+    return apply_plan(plan)
 
 
 def sync_views(
