@@ -108,7 +108,7 @@ def render_view(view: type[BasePostgresView], connection: BaseDatabaseWrapper, s
     sql, params = view.get_sql_and_params()
     try:
         bound = connection.ops.compose_sql(sql, params)
-    except (TypeError, ValueError, IndexError, KeyError) as error:
+    except (TypeError, ValueError, IndexError, KeyError, connection.Database.Error) as error:
         raise InvalidViewError(
             f"View {describe(view)}: its SQL and params do not match ({error}). Write a "
             "literal % as %% and pass one value in `params` for each %s."

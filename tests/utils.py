@@ -92,3 +92,17 @@ def relations_in(schema: str, alias: str = "default") -> dict[str, str]:
 
 def schemas_like(pattern: str, alias: str = "default") -> list[str]:
     return [row[0] for row in fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s ORDER BY 1", [pattern], alias)]
+
+
+def schema_state(alias: str = "default") -> list[tuple[Any, ...]]:
+    """Everything a sync could change: the views schema and any staging or old schema,
+    their relations, kinds, definitions, comments and privileges."""
+    return fetch(
+        "SELECT n.nspname, n.nspacl::text, c.relname, c.relkind, "
+        "obj_description(c.oid, 'pg_class'), c.relacl::text, "
+        "CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END "
+        "FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid "
+        "WHERE n.nspname = 'views' OR n.nspname LIKE 'views\\_\\_%%' ORDER BY 1, 3",
+        [],
+        alias,
+    )
