@@ -51,7 +51,38 @@ _EXPORTS = {
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted(_MODULE_OF)
+__all__ = [
+    "ActionKind",
+    "DependencyCycleError",
+    "DependencyError",
+    "ExternalDependentsError",
+    "HiddenViewMixin",
+    "InvalidViewError",
+    "MissingDependencyError",
+    "PostgresMaterialisedViewMixin",
+    "PostgresMaterializedViewMixin",
+    "PostgresViewFromQueryset",
+    "PostgresViewFromSQL",
+    "ReadOnlyViewError",
+    "ReadableViewFromQueryset",
+    "ReadableViewFromSQL",
+    "RefreshError",
+    "SyncError",
+    "SyncLockTimeout",
+    "SyncPlan",
+    "SyncReport",
+    "SyncResult",
+    "UnknownRoleError",
+    "UnknownViewError",
+    "ViewAction",
+    "ViewDiscoveryError",
+    "ViewError",
+    "apply_plan",
+    "plan_sync",
+    "refresh_materialized_view",
+    "refresh_materialized_views",
+    "sync_views",
+]
 
 
 def __getattr__(name: str) -> Any:

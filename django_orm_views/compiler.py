@@ -102,13 +102,16 @@ class RenderedView:
         return statements
 
 
-def render_view(view: type[BasePostgresView], connection: BaseDatabaseWrapper, schema: str) -> RenderedView:
+def render_view(
+    view: type[BasePostgresView], connection: BaseDatabaseWrapper, schema: str
+) -> RenderedView:
     """Render ``view`` for ``connection``: bind its parameters, parse its SQL, find the
     views it reads and build its indexes. Raises InvalidViewError naming the class."""
     sql, params = view.get_sql_and_params()
     try:
-        bound = connection.ops.compose_sql(sql, params)
-    except (TypeError, ValueError, IndexError, KeyError, connection.Database.Error) as error:
+        # The driver binds the parameters client-side, exactly as it would for execute().
+        bound: str = connection.ops.compose_sql(sql, params)  # type: ignore[attr-defined]
+    except (TypeError, ValueError, IndexError, KeyError, connection.Database.Error) as error:  # type: ignore[attr-defined]
         raise InvalidViewError(
             f"View {describe(view)}: its SQL and params do not match ({error}). Write a "
             "literal % as %% and pass one value in `params` for each %s."
@@ -150,18 +153,18 @@ def normalise_select(sql: str, view: type[BasePostgresView]) -> str:
     return text
 
 
-class _RelationCollector(visitors.Visitor):  # type: ignore[misc]
+class _RelationCollector(visitors.Visitor):
     def __init__(self, schema: str) -> None:
         super().__init__()
         self.schema = schema
         self.names: set[str] = set()
 
     def visit_RangeVar(self, ancestors: Any, node: ast.RangeVar) -> None:
-        if node.schemaname == self.schema:
+        if node.schemaname == self.schema and node.relname:
             self.names.add(node.relname)
 
 
-class _SchemaRewriter(visitors.Visitor):  # type: ignore[misc]
+class _SchemaRewriter(visitors.Visitor):
     def __init__(self, schema: str, target_schema: str, names: Iterable[str]) -> None:
         super().__init__()
         self.schema = schema

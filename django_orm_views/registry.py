@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import graphlib
 import importlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.apps import apps
@@ -126,9 +126,7 @@ def find_problems(views: Iterable[type[BasePostgresView]] | None = None) -> list
                     f"Use one of: {', '.join(connections)}.",
                 )
             )
-        if getattr(view, "pk_field", None) and not issubclass(
-            view, PostgresMaterialisedViewMixin
-        ):
+        if getattr(view, "pk_field", None) and not issubclass(view, PostgresMaterialisedViewMixin):
             problems.append(
                 Problem(
                     "orm_views.E005",
@@ -137,7 +135,9 @@ def find_problems(views: Iterable[type[BasePostgresView]] | None = None) -> list
                     "Add PostgresMaterialisedViewMixin first in its bases, or remove `pk_field`.",
                 )
             )
-        for dependency in view.view_dependencies:
+        # Declared types say "view classes"; what users write may be anything.
+        dependencies: Sequence[object] = view.view_dependencies
+        for dependency in dependencies:
             if not (isinstance(dependency, type) and issubclass(dependency, BasePostgresView)):
                 problems.append(
                     Problem(

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 # The refresh helpers live in refresh.py; they are re-exported here because
 # django-orm-views 2 users import them from django_orm_views.sync.
-from .refresh import refresh_materialized_view, refresh_materialized_views  # noqa: E402
+from .refresh import refresh_materialized_view, refresh_materialized_views
 
 __all__ = [
     "ActionKind",
@@ -472,7 +472,10 @@ def _create_steps(plan: SyncPlan, names: Iterable[str], target_schema: str) -> l
             steps.append(Step(sql, name))
         comment = quote_literal(fingerprint_comment(plan.fingerprints[name]))
         steps.append(
-            Step(f"COMMENT ON {_keyword(item.kind)} {_qualified(target_schema, name)} IS {comment}", name)
+            Step(
+                f"COMMENT ON {_keyword(item.kind)} {_qualified(target_schema, name)} IS {comment}",
+                name,
+            )
         )
         if not item.hidden:
             steps.extend(_grant_steps(target_schema, name, item.kind, plan.roles, ()))
@@ -504,7 +507,11 @@ def compile_plan(plan: SyncPlan, connection: BaseDatabaseWrapper) -> CompiledPla
         steps = _schema_grant_steps(schema, plan.schema_grants_to_add, plan.schema_grants_to_revoke)
         for action in plan.actions:
             steps += _grant_steps(
-                schema, action.name, action.object_kind, action.grants_to_add, action.grants_to_revoke
+                schema,
+                action.name,
+                action.object_kind,
+                action.grants_to_add,
+                action.grants_to_revoke,
             )
         return CompiledPlan([Phase("grants", steps)] if steps else [])
 
@@ -524,11 +531,7 @@ def compile_plan(plan: SyncPlan, connection: BaseDatabaseWrapper) -> CompiledPla
     kept = {action.name for action in plan.actions_of(ActionKind.KEEP)}
     depended_on = {dependent.view for dependent in dependents}
     moved: set[str] = set()
-    pending = [
-        name
-        for name in kept
-        if plan.rendered[name].materialized or name in depended_on
-    ]
+    pending = [name for name in kept if plan.rendered[name].materialized or name in depended_on]
     while pending:
         name = pending.pop()
         if name in moved:
@@ -557,13 +560,19 @@ def compile_plan(plan: SyncPlan, connection: BaseDatabaseWrapper) -> CompiledPla
                 )
             )
             swap += _grant_steps(
-                staging, action.name, action.object_kind, action.grants_to_add, action.grants_to_revoke
+                staging,
+                action.name,
+                action.object_kind,
+                action.grants_to_add,
+                action.grants_to_revoke,
             )
     old_schema = None
     if live_exists:
         old_schema = f"{old_schema_prefix(schema)}{uuid.uuid4().hex[:8]}"
         swap.append(
-            Step(f"ALTER SCHEMA {quote_identifier(schema)} RENAME TO {quote_identifier(old_schema)}")
+            Step(
+                f"ALTER SCHEMA {quote_identifier(schema)} RENAME TO {quote_identifier(old_schema)}"
+            )
         )
     swap.append(
         Step(f"ALTER SCHEMA {quote_identifier(staging)} RENAME TO {quote_identifier(schema)}")
@@ -651,7 +660,9 @@ def _execute_phase(
                             time.perf_counter() - started
                         )
                 if previous_timeout is not None:
-                    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous_timeout])
+                    cursor.execute(
+                        "SELECT set_config('lock_timeout', %s, true)", [previous_timeout]
+                    )
             return
         except SyncError as error:
             if _sqlstate(error) in RETRYABLE_SQLSTATES and attempt < attempts:
@@ -774,7 +785,9 @@ def apply_plan(plan: SyncPlan) -> SyncResult:
     return result
 
 
-def rebuild_views(views: Iterable[type[BasePostgresView]], *, database: str = "default") -> SyncResult:
+def rebuild_views(
+    views: Iterable[type[BasePostgresView]], *, database: str = "default"
+) -> SyncResult:
     """Rebuild ``views`` (and the views that depend on them) beside the live ones and
     swap them in: fresh contents for a materialized view without blocking its readers."""
     desired = desired_state(database)

@@ -93,7 +93,7 @@ class BasePostgresView:
         declared_classes.append(cls)
 
     @classproperty
-    def view_name(cls) -> str:
+    def view_name(cls: type[BasePostgresView]) -> str:
         """``<prefix>_<classname lowercased>``, or the lowercased class name."""
         name = cls.__name__.lower()
         if cls.prefix is not None:
@@ -110,11 +110,11 @@ class BasePostgresView:
     # itself only uses ``view_name``.
     @classproperty
     def name(cls) -> str:
-        return cls.view_name  # type: ignore[no-any-return]
+        return str(cls.view_name)
 
     @classproperty
     def name_with_schema(cls) -> str:
-        return cls.qualified_name  # type: ignore[no-any-return]
+        return str(cls.qualified_name)
 
     @classmethod
     def is_materialized(cls) -> bool:

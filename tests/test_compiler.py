@@ -40,7 +40,9 @@ def test_references_in_the_views_schema_are_found_by_the_parser() -> None:
 
 
 def test_references_follow_the_configured_schema() -> None:
-    assert referenced_views("SELECT * FROM reporting.a JOIN views.b USING (id)", "reporting") == {"a"}
+    assert referenced_views("SELECT * FROM reporting.a JOIN views.b USING (id)", "reporting") == {
+        "a"
+    }
 
 
 def test_rewrite_points_only_the_named_views_at_the_target_schema() -> None:

@@ -17,7 +17,6 @@ from django_orm_views import (
     PostgresViewFromSQL,
     plan_sync,
 )
-from django_orm_views.exceptions import InvalidViewError
 from django_orm_views.registry import all_views, find_problems
 from test_project.shop.factories import CustomerFactory
 from test_project.shop.models import Customer, Order
@@ -95,7 +94,10 @@ def test_get_queryset_must_return_a_queryset(declared_views: list[type]) -> None
             return [1, 2]
 
     [(_, message)] = problems_of(ReturnsList)
-    assert "ReturnsList (tests.test_declarations) get_queryset() returned list, not a QuerySet." in message
+    assert (
+        "ReturnsList (tests.test_declarations) get_queryset() returned list, not a QuerySet."
+        in message
+    )
 
 
 def test_name_longer_than_63_bytes(declared_views: list[type]) -> None:
@@ -161,7 +163,9 @@ def test_manage_py_check_reports_invalid_views(declared_views: list[type]) -> No
 @pytest.mark.django_db
 def test_sync_refuses_invalid_views_and_changes_nothing(declared_views: list[type]) -> None:
     run_command("sync_views")
-    before = fetch("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'views'")
+    before = fetch(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'views'"
+    )
 
     class Broken(PostgresViewFromSQL):
         pk_field = "id"
@@ -169,8 +173,13 @@ def test_sync_refuses_invalid_views_and_changes_nothing(declared_views: list[typ
 
     result = run_command("sync_views")
     assert result.exit_code == 1
-    assert "CommandError: View test_sync_refuses_invalid_views_and_changes_nothing.<locals>.Broken (tests.test_declarations) sets `pk_field`" in result.stderr
-    after = fetch("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'views'")
+    assert (
+        "CommandError: View test_sync_refuses_invalid_views_and_changes_nothing.<locals>.Broken (tests.test_declarations) sets `pk_field`"
+        in result.stderr
+    )
+    after = fetch(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'views'"
+    )
     assert before == after
 
 
@@ -210,9 +219,11 @@ def test_queryset_parameters_are_bound_by_the_driver(declared_views: list[type])
     class Totals(PostgresViewFromQueryset):
         @classmethod
         def get_queryset(cls) -> models.QuerySet[Any]:
-            return Order.objects.filter(shipping_country="FR", customer__email__isnull=False).values(
-                "id"
-            ).annotate(threshold=models.Value(Decimal("10.50")))
+            return (
+                Order.objects.filter(shipping_country="FR", customer__email__isnull=False)
+                .values("id")
+                .annotate(threshold=models.Value(Decimal("10.50")))
+            )
 
     CustomerFactory(name=nasty)
     CustomerFactory(name="Zoë")
@@ -250,7 +261,10 @@ def test_unparsable_sql_names_the_class(declared_views: list[type]) -> None:
 
     result = run_command("sync_views")
     assert result.exit_code == 1
-    assert "View test_unparsable_sql_names_the_class.<locals>.Typo (tests.test_declarations) has SQL that PostgreSQL cannot parse: syntax error at or near \"SELEC\"" in result.stderr
+    assert (
+        'View test_unparsable_sql_names_the_class.<locals>.Typo (tests.test_declarations) has SQL that PostgreSQL cannot parse: syntax error at or near "SELEC"'
+        in result.stderr
+    )
 
 
 @pytest.mark.django_db
@@ -260,7 +274,10 @@ def test_more_than_one_statement_is_refused(declared_views: list[type]) -> None:
 
     result = run_command("sync_views")
     assert result.exit_code == 1
-    assert "must have exactly one SELECT (or VALUES) statement as its SQL; found 2 statement(s)" in result.stderr
+    assert (
+        "must have exactly one SELECT (or VALUES) statement as its SQL; found 2 statement(s)"
+        in result.stderr
+    )
     assert fetch("SELECT to_regclass('public.shop_customer') IS NOT NULL") == [(True,)]
 
 

@@ -73,7 +73,9 @@ def manage_py_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def fetch(sql: str, params: list[Any] | None = None, alias: str = "default") -> list[tuple[Any, ...]]:
+def fetch(
+    sql: str, params: list[Any] | None = None, alias: str = "default"
+) -> list[tuple[Any, ...]]:
     with connections[alias].cursor() as cursor:
         cursor.execute(sql, params or [])
         return list(cursor.fetchall())
@@ -91,7 +93,12 @@ def relations_in(schema: str, alias: str = "default") -> dict[str, str]:
 
 
 def schemas_like(pattern: str, alias: str = "default") -> list[str]:
-    return [row[0] for row in fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s ORDER BY 1", [pattern], alias)]
+    return [
+        row[0]
+        for row in fetch(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s ORDER BY 1", [pattern], alias
+        )
+    ]
 
 
 def schema_state(alias: str = "default") -> list[tuple[Any, ...]]:

@@ -21,9 +21,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--database", default="default", choices=tuple(connections))
         group = parser.add_mutually_exclusive_group()
-        group.add_argument(
-            "--concurrently", dest="concurrently", action="store_true", default=None
-        )
+        group.add_argument("--concurrently", dest="concurrently", action="store_true", default=None)
         group.add_argument("--no-concurrently", dest="concurrently", action="store_false")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -39,7 +37,9 @@ class Command(BaseCommand):
         if verbosity >= 2:
             for result in results:
                 mode = "concurrently" if result.concurrently else "blocking"
-                self.stdout.write(f"  refreshed {result.view.view_name} ({mode}, {result.duration:.3f}s)")
+                self.stdout.write(
+                    f"  refreshed {result.view.view_name} ({mode}, {result.duration:.3f}s)"
+                )
         if verbosity >= 1:
             total = sum(result.duration for result in results)
             self.stdout.write(

@@ -96,7 +96,9 @@ class Command(BaseCommand):
         if result.dry_run:
             if not result.statements:
                 if verbosity >= 1:
-                    self.stdout.write(f"-- Database '{result.database}': views in sync, nothing to run.")
+                    self.stdout.write(
+                        f"-- Database '{result.database}': views in sync, nothing to run."
+                    )
                 return
             self.stdout.write(f"-- Database '{result.database}': statements a sync would run")
             for statement in result.statements:
@@ -106,7 +108,9 @@ class Command(BaseCommand):
             for action in result.plan.actions:
                 timing = result.view_timings.get(action.name)
                 suffix = f" ({timing:.3f}s)" if timing is not None else ""
-                self.stdout.write(f"  {action.kind.value:<7} {action.object_kind} {action.name}{suffix}")
+                self.stdout.write(
+                    f"  {action.kind.value:<7} {action.object_kind} {action.name}{suffix}"
+                )
         if verbosity >= 3:
             for statement in result.statements:
                 self.stdout.write(f"    {statement};")
