@@ -291,3 +291,17 @@ def test_params_that_do_not_match_placeholders(declared_views: list[type]) -> No
     assert result.exit_code == 1
     assert "Mismatch (tests.test_declarations): its SQL and params do not match" in result.stderr
     assert "Write a literal % as %% and pass one value in `params` for each %s." in result.stderr
+
+
+@pytest.mark.django_db
+def test_sql_is_evaluated_once_per_sync(declared_views: list[type]) -> None:
+    calls: list[int] = []
+
+    class Counted(PostgresViewFromQueryset):
+        @classmethod
+        def get_queryset(cls) -> models.QuerySet[Any]:
+            calls.append(1)
+            return Customer.objects.values("id")
+
+    assert run_command("sync_views").exit_code == 0
+    assert len(calls) == 1
