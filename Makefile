@@ -48,13 +48,17 @@ format: $(INSTALLED)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Each script creates and drops a database of its own on DATABASE_URL's server (default
+# postgresql://postgres@127.0.0.1:5432) and writes benchmarks/results/<script>.json.
+# BENCH_ARGS is passed to every script, e.g. BENCH_ARGS="--rows 100000 --repeat 1".
 bench: $(INSTALLED)
 	@set -e; found=0; \
 	for script in benchmarks/bench_*.py; do \
 		[ -e "$$script" ] || continue; \
 		found=1; \
 		echo "== $$script"; \
-		$(BIN)/python "$$script"; \
+		$(BIN)/python "$$script" $(BENCH_ARGS); \
+		echo; \
 	done; \
 	if [ $$found -eq 0 ]; then echo "no benchmarks/bench_*.py to run"; fi
 
