@@ -86,7 +86,15 @@ class BasePostgresView:
     prefix: ClassVar[str | None] = None
     view_dependencies: ClassVar[Sequence[type[BasePostgresView]]] = ()
     hidden: ClassVar[bool] = False
-    database: ClassVar[str] = "default"
+
+    @classproperty
+    def database(cls: type[BasePostgresView]) -> str:
+        """The alias the view lives in: a class sets ``database = "<alias>"``; without it
+        the database routers decide (``allow_migrate``, see ``routing.py``), which is
+        ``"default"`` when no router has an opinion."""
+        from .routing import routed_database
+
+        return routed_database(cls)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
