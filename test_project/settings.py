@@ -3,6 +3,9 @@
 The database comes from ``DATABASE_URL``. When it is unset, an embedded PostgreSQL is
 started (see ``test_project/embedded_postgres.py``) and its URL exported, so that
 ``manage.py`` processes started from this one reuse the same server.
+
+A second alias, ``warehouse``, holds the warehouse app's tables and views on the same
+server (``test_project/databases.py``, ``test_project/routers.py``).
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
-from test_project import embedded_postgres
+from test_project import databases, embedded_postgres
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -32,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_orm_views",
     "test_project.shop",
+    "test_project.warehouse",
 ]
 
 MIDDLEWARE = [
@@ -69,7 +74,16 @@ if "mypy" in sys.modules and not os.environ.get("DATABASE_URL"):
 else:
     DATABASE_URL = embedded_postgres.ensure_database_url()
 
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+DATABASES: dict[str, Any] = {"default": dj_database_url.parse(DATABASE_URL)}
+# A second database on the same server, for the warehouse app and its views:
+# <default NAME>_warehouse, or WAREHOUSE_DATABASE_URL.
+if os.environ.get("WAREHOUSE_DATABASE_URL"):
+    DATABASES["warehouse"] = dj_database_url.parse(os.environ["WAREHOUSE_DATABASE_URL"])
+else:
+    DATABASES["warehouse"] = databases.derived_database(DATABASES["default"])
+    if "mypy" not in sys.modules:
+        databases.create_if_missing(DATABASES["default"], DATABASES["warehouse"])
+DATABASE_ROUTERS = ["test_project.routers.WarehouseRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

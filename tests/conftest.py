@@ -10,6 +10,27 @@ from django_orm_views import views as view_declarations
 ANALYTICS_ROLE = "analytics"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Let every test that uses a database use all of them (test_project has two).
+
+    A sync without ``database`` covers every alias that has views, ``warehouse``
+    included; Django forbids queries to aliases a test did not ask for. A test that
+    names its ``databases`` keeps its own choice.
+    """
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        uses_db = marker is not None or {"db", "transactional_db"} & set(
+            getattr(item, "fixturenames", ())
+        )
+        if not uses_db or (marker is not None and "databases" in marker.kwargs):
+            continue
+        kwargs = dict(marker.kwargs) if marker is not None else {}
+        item.add_marker(
+            pytest.mark.django_db(*(marker.args if marker else ()), databases="__all__", **kwargs),
+            append=False,
+        )
+
+
 def create_role(name: str, alias: str = "default") -> None:
     with connections[alias].cursor() as cursor:
         cursor.execute(

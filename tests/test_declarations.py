@@ -141,12 +141,12 @@ def test_pk_field_on_a_plain_view(declared_views: list[type]) -> None:
 
 def test_unknown_database_alias(declared_views: list[type]) -> None:
     class Elsewhere(PostgresViewFromSQL):
-        database = "warehouse"
+        database = "nowhere"
         sql = "SELECT 1"
 
     [(check_id, message)] = problems_of(Elsewhere)
     assert check_id == "orm_views.E004"
-    assert "sets `database` = 'warehouse', which is not in settings.DATABASES." in message
+    assert "sets `database` = 'nowhere', which is not in settings.DATABASES." in message
 
 
 def test_manage_py_check_reports_invalid_views(declared_views: list[type]) -> None:

@@ -50,7 +50,7 @@ def test_second_sync_changes_nothing() -> None:
 
 
 def test_command_prints_summary_and_per_view_lines() -> None:
-    result = run_command("sync_views", verbosity=2)
+    result = run_command("sync_views", "--database", "default", verbosity=2)
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert any(line.startswith("  create  materialized view shop_dailysales (") for line in lines)

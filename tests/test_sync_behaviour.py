@@ -33,7 +33,7 @@ def oid_of(name: str) -> int:
 
 class TestChangeDetection:
     def test_check_exits_1_before_a_sync_and_0_after(self) -> None:
-        result = run_command("sync_views", "--check")
+        result = run_command("sync_views", "--check", "--database", "default")
         assert result.exit_code == 1
         assert (
             result.stdout.splitlines()[0] == "Database 'default' differs from the declared views:"
@@ -44,7 +44,7 @@ class TestChangeDetection:
         )
         assert schema_state() == []
         sync()
-        result = run_command("sync_views", "--check")
+        result = run_command("sync_views", "--check", "--database", "default")
         assert result.exit_code == 0
         assert result.stdout == "Database 'default': views in sync.\n"
 

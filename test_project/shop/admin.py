@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from django_orm_views.admin import ReadOnlyViewAdmin
 from test_project.shop.models import Customer, Order, OrderLine, Product
+from test_project.shop.postgres_views import CustomerSanitised, OrderSummary
 
 
 @admin.register(Customer)
@@ -35,3 +37,21 @@ class OrderAdmin(admin.ModelAdmin):
     raw_id_fields = ["customer"]
     date_hierarchy = "created_at"
     inlines = [OrderLineInline]
+
+
+# Readable views: listed, searched and filtered in the admin, never changed.
+
+
+@admin.register(CustomerSanitised)
+class CustomerSanitisedAdmin(ReadOnlyViewAdmin):
+    list_display = ["id", "first_name", "email_domain", "city", "country"]
+    list_filter = ["country"]
+    search_fields = ["first_name", "city", "email_domain"]
+
+
+@admin.register(OrderSummary)
+class OrderSummaryAdmin(ReadOnlyViewAdmin):
+    list_display = ["id", "customer", "total", "status"]
+    list_filter = ["status"]
+    list_select_related = ["customer"]
+    search_fields = ["customer__name"]
