@@ -18,6 +18,9 @@ DEFAULTS: dict[str, object] = {
     "ORM_VIEWS_SWAP_LOCK_TIMEOUT_MS": 100,
     # Attempts of the swap transaction before a sync gives up (readers keep the old views).
     "ORM_VIEWS_SWAP_ATTEMPTS": 50,
+    # Refreshes kept in the history for each view; older ones are deleted as new ones
+    # are recorded. None keeps them all.
+    "ORM_VIEWS_REFRESH_HISTORY_LIMIT": 100,
 }
 
 STRATEGIES = ("swap", "recreate")
@@ -57,3 +60,9 @@ def get_settings() -> ViewSettings:
 
 def schema_name() -> str:
     return get_settings().schema
+
+
+def refresh_history_limit() -> int | None:
+    """``ORM_VIEWS_REFRESH_HISTORY_LIMIT``: refreshes kept for each view (None: all)."""
+    limit = _setting("ORM_VIEWS_REFRESH_HISTORY_LIMIT")
+    return None if limit is None else max(1, int(limit))  # type: ignore[call-overload]
