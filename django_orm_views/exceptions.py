@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ViewError(Exception):
     """Base class of the package's errors; the message names the view and the fix."""
@@ -45,6 +47,15 @@ class UnknownRoleError(SyncError):
 
 class RefreshError(ViewError, ValueError):
     """A materialized view could not be refreshed (a ValueError, as in django-orm-views 2)."""
+
+
+class RefreshFailedError(RefreshError):
+    """Refreshing several views, one or more failed; ``results`` holds every view's outcome
+    (refreshed, failed or skipped), in the order they were attempted."""
+
+    def __init__(self, message: str, results: list[Any]) -> None:
+        super().__init__(message)
+        self.results = results
 
 
 class UnknownViewError(ViewError, LookupError):

@@ -1,19 +1,94 @@
-"""Refreshing materialized views."""
+"""Refreshing materialized views, without blocking the people who read them.
+
+A materialized view is refreshed in one of three ways (:class:`RefreshMode`):
+
+- ``concurrently``: ``REFRESH MATERIALIZED VIEW CONCURRENTLY``. Readers keep reading the
+  old rows while the new ones are computed and merged in. PostgreSQL allows it only for
+  a populated view with a unique index (``pk_field``).
+- ``swap``: the view (and the views that depend on it) is built again beside the live
+  one, in a staging schema, with its indexes and grants, and swapped in by one short
+  transaction (:func:`django_orm_views.sync.rebuild_views`). Readers see the old
+  contents, then the new ones, and never wait for the build.
+- ``blocking``: a plain ``REFRESH MATERIALIZED VIEW``. It holds an ACCESS EXCLUSIVE lock
+  for its whole duration, so every reader waits. Only :func:`refresh_materialized_view`,
+  the django-orm-views 2 function, does this, and only when asked to.
+
+:func:`refresh_materialized_views` refreshes concurrently where PostgreSQL allows it and
+by swap elsewhere, every view after the views it depends on. Each refresh, successful
+or not, is recorded in the history (:mod:`django_orm_views.history`) and announced by the
+``post_refresh`` or ``refresh_failed`` signal.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, connections, transaction
+from django.utils import timezone
 
 from . import signals
-from .conf import schema_name
-from .exceptions import RefreshError
-from .registry import dependency_order, views_for_database
+from .conf import get_settings, schema_name
+from .exceptions import (
+    ExternalDependentsError,
+    RefreshError,
+    RefreshFailedError,
+    SyncLockTimeout,
+    ViewError,
+)
+from .history import record_refresh
+from .registry import find_view
 from .views import BasePostgresView, PostgresMaterialisedViewMixin, describe, quote_identifier
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    from .sync import SyncPlan
+
+__all__ = [
+    "RefreshMode",
+    "RefreshResult",
+    "refresh_materialized_view",
+    "refresh_materialized_views",
+    "refresh_sql",
+]
+
+
+class RefreshMode(Enum):
+    CONCURRENTLY = "concurrently"
+    SWAP = "swap"
+    BLOCKING = "blocking"
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What happened to one materialized view: refreshed, failed or skipped."""
+
+    view: type[BasePostgresView]
+    database: str
+    mode: RefreshMode
+    duration: float
+    started_at: datetime.datetime
+    rows: int | None = None
+    # The message (naming the view and PostgreSQL's error) when the refresh failed or
+    # was skipped; the view then still has its previous contents.
+    error: str | None = None
+    skipped: bool = False
+    # The view whose rebuild (swap) rebuilt this one too, because this one depends on it.
+    rebuilt_with: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+    @property
+    def concurrently(self) -> bool:
+        return self.mode is RefreshMode.CONCURRENTLY
 
 
 def _view_class(view: type[BasePostgresView] | BasePostgresView) -> type[BasePostgresView]:
@@ -28,10 +103,14 @@ def _require_materialized(view: type[BasePostgresView]) -> None:
         )
 
 
+def _has_unique_index(view: type[BasePostgresView]) -> bool:
+    return bool(getattr(view, "pk_field", None))
+
+
 def refresh_sql(view: type[BasePostgresView], *, concurrently: bool = False) -> str:
     """``REFRESH MATERIALIZED VIEW [CONCURRENTLY] "views"."<name>"``."""
     _require_materialized(view)
-    if concurrently and not getattr(view, "pk_field", None):
+    if concurrently and not _has_unique_index(view):
         raise RefreshError(
             f"View {describe(view)} cannot be refreshed concurrently: it has no unique index. "
             "Set `pk_field` to its unique column(s), or refresh without concurrently."
@@ -41,91 +120,344 @@ def refresh_sql(view: type[BasePostgresView], *, concurrently: bool = False) -> 
     return f"REFRESH MATERIALIZED VIEW{keyword} {target}"
 
 
-@dataclass(frozen=True)
-class RefreshResult:
-    view: type[BasePostgresView]
-    database: str
-    concurrently: bool
-    duration: float
-
-
 def refresh_materialized_view(
     view: type[BasePostgresView] | BasePostgresView, concurrently: bool = False
 ) -> RefreshResult:
-    """Refresh one materialized view (a class or an instance) on its database.
+    """Refresh one materialized view (a class or an instance) on its database, as
+    django-orm-views 2 did: ``REFRESH MATERIALIZED VIEW [CONCURRENTLY]``.
 
-    Inside a transaction, the refresh is part of it.
+    Without ``concurrently`` readers wait for the whole refresh;
+    :func:`refresh_materialized_views` never makes them wait. Inside a transaction, the
+    refresh is part of it. Raises RefreshError, naming the view and PostgreSQL's error,
+    when the refresh fails; the view then keeps its previous contents.
     """
     view_class = _view_class(view)
-    sql = refresh_sql(view_class, concurrently=concurrently)
-    database = view_class.database
-    started = time.perf_counter()
-    try:
-        with transaction.atomic(using=database), connections[database].cursor() as cursor:
-            cursor.execute(sql)
-    except DatabaseError as error:
-        raise RefreshError(
-            f"Refreshing view {describe(view_class)} on database '{database}' failed: "
-            f"{str(error).strip()}. Its previous contents are still readable. Fix the data "
-            "or the view, then refresh again."
-        ) from error
-    duration = time.perf_counter() - started
-    signals.post_refresh.send(
-        sender=view_class,
-        view=view_class,
-        database=database,
-        duration=duration,
-        concurrently=concurrently,
-    )
-    return RefreshResult(view_class, database, concurrently, duration)
+    refresh_sql(view_class, concurrently=concurrently)  # validates before any I/O
+    result = _refresh_in_place(view_class, view_class.database, concurrently=concurrently)
+    if result.error is not None:
+        raise RefreshError(result.error)
+    return result
 
 
 def refresh_materialized_views(
-    views: Iterable[type[BasePostgresView] | BasePostgresView] | None = None,
+    views: Iterable[type[BasePostgresView] | BasePostgresView | str] | None = None,
     *,
     database: str = "default",
     concurrently: bool | None = None,
+    strict: bool = False,
 ) -> list[RefreshResult]:
-    """Refresh all (or the given) materialized views of ``database``, every view after
-    the views it depends on. ``concurrently=None`` refreshes concurrently where the view
-    has a unique index and is populated."""
-    from .compiler import render_view
+    """Refresh every materialized view of ``database`` (or the ``views`` given: classes,
+    instances, view names or ``app_label.ClassName``), each after the views it depends on.
 
-    declared = views_for_database(database)
-    materialized = [view for view in declared if issubclass(view, PostgresMaterialisedViewMixin)]
-    if views is not None:
-        chosen = {_view_class(view) for view in views}
-        for view in chosen:
-            _require_materialized(view)
-        materialized = [view for view in materialized if view in chosen]
-    connection = connections[database]
-    schema = schema_name()
-    classes = {view.view_name: view for view in declared}
-    rendered = {view.view_name: render_view(view, connection, schema) for view in declared}
-    order = dependency_order(
-        {name: item.dependencies for name, item in rendered.items()}, classes, schema
-    )
-    wanted = {view.view_name for view in materialized}
-    populated = _populated(connection, schema, wanted)
-    results = []
-    for name in order:
-        if name not in wanted:
+    ``concurrently=None`` refreshes concurrently the views that have a unique index and
+    are populated, and rebuilds the others beside the live ones (swap); ``strict=True``
+    makes those others an error instead. ``concurrently=True`` requires every view to be
+    refreshed concurrently; ``concurrently=False`` rebuilds every view by swap. No reader
+    is ever blocked for longer than the swap's short transaction.
+
+    Everything is checked before anything is refreshed. A view whose refresh fails keeps
+    its previous contents; the views that do not depend on it are still refreshed, then
+    RefreshFailedError names every failure (its ``results`` holds each view's outcome).
+    """
+    from .sync import plan_sync
+
+    plan = plan_sync(database=database)
+    wanted = _chosen_views(views, plan, database)
+    modes: dict[str, RefreshMode] = {}
+    problems: list[str] = []
+    for name, view in wanted.items():
+        existing = plan.snapshot.objects.get(name)
+        if existing is None or not existing.materialized:
+            problems.append(
+                f"View {describe(view)} is not a materialized view in the {plan.schema!r} "
+                f"schema of database '{database}' yet. Run sync_views first."
+            )
             continue
-        view = classes[name]
-        use_concurrently = concurrently
-        if use_concurrently is None:
-            use_concurrently = bool(getattr(view, "pk_field", None)) and populated.get(name, False)
-        results.append(refresh_materialized_view(view, concurrently=use_concurrently))
+        mode, problem = _choose_mode(view, existing.populated, concurrently, strict)
+        if problem is not None:
+            problems.append(problem)
+        else:
+            modes[name] = mode
+    if problems:
+        raise RefreshError("\n".join([*problems, "Nothing was refreshed."]))
+    if RefreshMode.SWAP in modes.values():
+        _raise_if_out_of_sync(
+            plan, [name for name in plan.order if modes.get(name) is RefreshMode.SWAP]
+        )
+
+    results: list[RefreshResult] = []
+    failed: set[str] = set()
+    done: set[str] = set()
+    for name in plan.order:
+        if name not in wanted or name in done:
+            continue
+        view = wanted[name]
+        blocked = sorted(_dependencies(plan, name) & failed)
+        if blocked:
+            failed.add(name)
+            results.append(
+                RefreshResult(
+                    view,
+                    database,
+                    modes[name],
+                    0.0,
+                    timezone.now(),
+                    error=f"View {describe(view)} was not refreshed: it depends on "
+                    f"{', '.join(blocked)}, whose refresh failed.",
+                    skipped=True,
+                )
+            )
+            continue
+        if modes[name] is RefreshMode.CONCURRENTLY:
+            batch = [_refresh_in_place(view, database, concurrently=True)]
+        else:
+            batch = _refresh_by_swap(view, database)
+        for result in batch:
+            results.append(result)
+            (done if result.succeeded else failed).add(result.view.view_name)
+    failures = [result for result in results if not result.succeeded]
+    if failures:
+        raise RefreshFailedError(
+            "\n".join(result.error for result in failures if result.error), results
+        )
     return results
 
 
-def _populated(connection: Any, schema: str, names: set[str]) -> dict[str, bool]:
-    if not names:
-        return {}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT c.relname, c.relispopulated FROM pg_class AS c JOIN pg_namespace AS n "
-            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = ANY(%s)",
-            [schema, sorted(names)],
+def _chosen_views(
+    views: Iterable[type[BasePostgresView] | BasePostgresView | str] | None,
+    plan: SyncPlan,
+    database: str,
+) -> dict[str, type[BasePostgresView]]:
+    """The materialized views to refresh, by name."""
+    if views is None:
+        return {
+            name: item.view
+            for name, item in plan.rendered.items()
+            if issubclass(item.view, PostgresMaterialisedViewMixin)
+        }
+    chosen: dict[str, type[BasePostgresView]] = {}
+    for view in views:
+        view_class = find_view(view, database) if isinstance(view, str) else _view_class(view)
+        _require_materialized(view_class)
+        if view_class.database != database:
+            raise RefreshError(
+                f"View {describe(view_class)} lives on database '{view_class.database}', not "
+                f"'{database}'. Refresh it with database='{view_class.database}' "
+                f"(--database {view_class.database})."
+            )
+        chosen[view_class.view_name] = view_class
+    return chosen
+
+
+def _choose_mode(
+    view: type[BasePostgresView], populated: bool, concurrently: bool | None, strict: bool
+) -> tuple[RefreshMode, str | None]:
+    if concurrently is False:
+        return RefreshMode.SWAP, None
+    if _has_unique_index(view) and populated:
+        return RefreshMode.CONCURRENTLY, None
+    if concurrently is None and not strict:
+        return RefreshMode.SWAP, None
+    if not _has_unique_index(view):
+        reason = "it has no unique index"
+        fix = "Set `pk_field` to its unique column(s), or"
+    else:
+        reason = "it has never been populated (with_data = False)"
+        fix = "Refresh it once"
+    return RefreshMode.SWAP, (
+        f"View {describe(view)} cannot be refreshed concurrently: {reason}. {fix} "
+        "without --concurrently and --strict (concurrently=True, strict=True) to have it "
+        "rebuilt beside the live view."
+    )
+
+
+def _raise_if_out_of_sync(plan: SyncPlan, names: list[str]) -> None:
+    """A swap rebuilds from the declared views, so it would also apply any change that
+    sync_views has not applied yet: refuse rather than sync behind the user's back."""
+    from .sync import ActionKind
+
+    changes = [action.describe() for action in plan.actions if action.kind is not ActionKind.KEEP]
+    if changes:
+        raise RefreshError(
+            f"Database '{plan.database}' differs from the declared views "
+            f"({'; '.join(changes)}). Refreshing {', '.join(names)} rebuilds views beside "
+            "the live ones, which would apply these changes too. Nothing was refreshed. Run "
+            "sync_views first, or refresh only views that can be refreshed concurrently."
         )
-        return {name: bool(populated) for name, populated in cursor.fetchall()}
+
+
+def _dependencies(plan: SyncPlan, name: str) -> set[str]:
+    """Every view that ``name`` reads, directly or through other views."""
+    found: set[str] = set()
+    pending = list(plan.rendered[name].dependencies)
+    while pending:
+        dependency = pending.pop()
+        if dependency not in found:
+            found.add(dependency)
+            if dependency in plan.rendered:
+                pending.extend(plan.rendered[dependency].dependencies)
+    return found
+
+
+# Doing one refresh ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _sync_lock(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """Hold the database's sync lock during a refresh in place: a sync waits for it
+    instead of failing on the refresh's lock on the view, and two refreshes of one
+    database do not run at once."""
+    from .sync import sync_lock
+
+    wait = get_settings().sync_lock_wait
+    try:
+        with sync_lock(connection, schema_name(), wait):
+            yield
+    except SyncLockTimeout as error:
+        raise RefreshError(
+            f"A sync of database '{connection.alias}' held the sync lock for more than "
+            f"{wait:g}s. Let it finish, then refresh again."
+        ) from error
+
+
+def _refresh_in_place(
+    view: type[BasePostgresView], database: str, *, concurrently: bool
+) -> RefreshResult:
+    sql = refresh_sql(view, concurrently=concurrently)
+    mode = RefreshMode.CONCURRENTLY if concurrently else RefreshMode.BLOCKING
+    connection = connections[database]
+    started_at = timezone.now()
+    started = time.perf_counter()
+    try:
+        with _sync_lock(connection):
+            started = time.perf_counter()
+            with transaction.atomic(using=database), connection.cursor() as cursor:
+                cursor.execute(sql)
+    except (DatabaseError, RefreshError) as error:
+        message = str(error) if isinstance(error, RefreshError) else _failure(view, database, error)
+        return _finish(
+            RefreshResult(
+                view, database, mode, time.perf_counter() - started, started_at, error=message
+            )
+        )
+    duration = time.perf_counter() - started
+    rows = _count_rows(connection, view.view_name)
+    return _finish(RefreshResult(view, database, mode, duration, started_at, rows=rows))
+
+
+def _refresh_by_swap(view: type[BasePostgresView], database: str) -> list[RefreshResult]:
+    """Rebuild ``view`` beside the live one and swap it in; the materialized views that
+    depend on it are rebuilt (so refreshed) with it, and reported too."""
+    from .sync import ActionKind, rebuild_views
+
+    started_at = timezone.now()
+    started = time.perf_counter()
+    try:
+        result = rebuild_views([view], database=database)
+    except ViewError as error:
+        return [
+            _finish(
+                RefreshResult(
+                    view,
+                    database,
+                    RefreshMode.SWAP,
+                    time.perf_counter() - started,
+                    started_at,
+                    error=_failure(view, database, error),
+                )
+            )
+        ]
+    duration = time.perf_counter() - started
+    connection = connections[database]
+    results = []
+    for action in result.plan.actions:
+        if action.kind is not ActionKind.REPLACE or action.object_kind != "materialized view":
+            continue
+        rebuilt = result.plan.rendered[action.name].view
+        own = action.name == view.view_name
+        results.append(
+            _finish(
+                RefreshResult(
+                    rebuilt,
+                    database,
+                    RefreshMode.SWAP,
+                    duration if own else result.view_timings.get(action.name, 0.0),
+                    started_at,
+                    rows=_count_rows(connection, action.name),
+                    rebuilt_with=None if own else view.view_name,
+                )
+            )
+        )
+    return results
+
+
+def _failure(view: type[BasePostgresView], database: str, error: BaseException) -> str:
+    """The message of a failed refresh: the view, PostgreSQL's error, and that readers
+    still have the previous contents."""
+    if isinstance(error, ExternalDependentsError):
+        return (
+            f"Refreshing view {describe(view)} on database '{database}' failed: it has to be "
+            f"rebuilt beside the live view, and {error} Alternatively give it a unique index "
+            "(`pk_field`) so that it can be refreshed concurrently."
+        )
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, DatabaseError):
+        cause = cause.__cause__
+    text = _one_line(cause if cause is not None else error)
+    return (
+        f"Refreshing view {describe(view)} on database '{database}' failed: {text}. Its "
+        "previous contents are still readable. Fix the data or the view, then refresh again."
+    )
+
+
+def _one_line(error: BaseException) -> str:
+    """PostgreSQL's message, its DETAIL and HINT on one line (they read better in logs),
+    without its CONTEXT (internal statements and temporary table names)."""
+    driver_error = error.__cause__ or error
+    diagnostics = getattr(driver_error, "diag", None)
+    primary = getattr(diagnostics, "message_primary", None)
+    if not primary:
+        return " ".join(str(error).split()).rstrip(".")
+    parts = [primary.rstrip(".")]
+    for label, attribute in (("DETAIL", "message_detail"), ("HINT", "message_hint")):
+        text = getattr(diagnostics, attribute, None)
+        if text:
+            parts.append(f"{label}: {text.rstrip('.')}")
+    return " ".join(" ".join(parts).split())
+
+
+def _count_rows(connection: BaseDatabaseWrapper, name: str) -> int | None:
+    target = f"{quote_identifier(schema_name())}.{quote_identifier(name)}"
+    try:
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {target}")
+            row = cursor.fetchone()
+    except DatabaseError:
+        return None
+    return int(row[0]) if row else None
+
+
+def _finish(result: RefreshResult) -> RefreshResult:
+    """Record ``result`` in the history and send its signal."""
+    record_refresh(
+        view=result.view.view_name,
+        database=result.database,
+        mode=result.mode.value,
+        started_at=result.started_at,
+        duration=result.duration,
+        rows=result.rows,
+        error=result.error,
+    )
+    common: dict[str, Any] = {
+        "sender": result.view,
+        "view": result.view,
+        "database": result.database,
+        "duration": result.duration,
+        "mode": result.mode.value,
+        "started_at": result.started_at,
+    }
+    if result.succeeded:
+        signals.post_refresh.send(concurrently=result.concurrently, rows=result.rows, **common)
+    else:
+        signals.refresh_failed.send(error=result.error, **common)
+    return result

@@ -2,7 +2,11 @@
 
 - ``pre_sync(plan, database)``: a sync is about to change ``database``.
 - ``post_sync(plan, result, database)``: a sync changed ``database``.
-- ``post_refresh(view, database, duration, concurrently)``: a materialized view was refreshed.
+- ``post_refresh(view, database, duration, concurrently, mode, rows, started_at)``: a
+  materialized view was refreshed; ``mode`` is ``"concurrently"``, ``"swap"`` (rebuilt
+  beside the live view) or ``"blocking"``; ``duration`` is in seconds.
+- ``refresh_failed(view, database, duration, mode, error, started_at)``: a refresh failed
+  and the view kept its previous contents; ``error`` names the view and PostgreSQL's error.
 """
 
 from __future__ import annotations
@@ -12,3 +16,4 @@ from django.dispatch import Signal
 pre_sync = Signal()
 post_sync = Signal()
 post_refresh = Signal()
+refresh_failed = Signal()

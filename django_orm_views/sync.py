@@ -470,6 +470,7 @@ def _create_steps(plan: SyncPlan, names: Iterable[str], target_schema: str) -> l
             select_sql = rewrite_schema(item.select_sql, plan.schema, target_schema, names)
         for sql in item.create_statements(target_schema, select_sql):
             steps.append(Step(sql, name))
+        steps.extend(_populate_steps(plan, name, target_schema))
         comment = quote_literal(fingerprint_comment(plan.fingerprints[name]))
         steps.append(
             Step(
@@ -480,6 +481,19 @@ def _create_steps(plan: SyncPlan, names: Iterable[str], target_schema: str) -> l
         if not item.hidden:
             steps.extend(_grant_steps(target_schema, name, item.kind, plan.roles, ()))
     return steps
+
+
+def _populate_steps(plan: SyncPlan, name: str, target_schema: str) -> list[Step]:
+    """A rebuild (a refresh that must not block readers) fills a ``with_data = False``
+    view that it was asked to refresh, and any such view it rebuilds as a dependent that
+    was populated: created empty, it would swap in unreadable."""
+    item = plan.rendered[name]
+    if not plan.rebuild or not item.materialized or item.with_data:
+        return []
+    existing = plan.snapshot.objects.get(name)
+    if name not in plan.rebuild and not (existing is not None and existing.populated):
+        return []
+    return [Step(f"REFRESH MATERIALIZED VIEW {_qualified(target_schema, name)}", name)]
 
 
 def _raise_for_dependents(plan: SyncPlan, dependents: list[ExternalDependent]) -> None:

@@ -243,7 +243,7 @@ def test_sync_creates_every_kind_of_index(declared_views: list[type]) -> None:
             GinIndex(fields=["tags"], name="indexedsales_tags"),
         ],
     )
-    sync_views()
+    sync_views(database="default")
 
     indexes = index_definitions_in_database(view.view_name)
     short = truncate_identifier(long_name)
@@ -265,7 +265,7 @@ def test_sync_creates_every_kind_of_index(declared_views: list[type]) -> None:
 @pytest.mark.django_db
 def test_with_data_false_creates_an_empty_unpopulated_view(declared_views: list[type]) -> None:
     view = materialized("LaterSales", sql=SALES_SQL, with_data=False)
-    sync_views()
+    sync_views(database="default")
     assert fetch(
         "SELECT relispopulated FROM pg_class WHERE oid = %s::regclass", [view.qualified_name]
     ) == [(False,)]
@@ -278,14 +278,14 @@ def test_an_index_change_alone_replaces_the_view(declared_views: list[type]) -> 
         sql=SALES_SQL,
         indexes=[models.Index(fields=["day"], name="reindexedsales_by")],
     )
-    sync_views()
+    sync_views(database="default")
     view.indexes = [models.Index(fields=["day", "total"], name="reindexedsales_by")]
 
     plan = plan_sync()
     changed = [(action.kind, action.name, action.reason) for action in plan.changes]
     assert changed == [(ActionKind.REPLACE, "reindexedsales", "definition changed")]
 
-    sync_views()
+    sync_views(database="default")
     assert index_definitions_in_database("reindexedsales") == {
         "reindexedsales_by": "CREATE INDEX reindexedsales_by ON views.reindexedsales "
         "USING btree (day, total)"
@@ -299,7 +299,7 @@ def test_a_partial_condition_change_alone_replaces_the_view(declared_views: list
         sql=SALES_SQL,
         indexes=[models.Index(fields=["day"], name="partialsales_live", condition=Q(active=True))],
     )
-    sync_views()
+    sync_views(database="default")
     view.indexes = [
         models.Index(fields=["day"], name="partialsales_live", condition=Q(active=False))
     ]

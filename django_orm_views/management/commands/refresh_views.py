@@ -1,4 +1,5 @@
-"""``manage.py refresh_views``: refresh materialized views, dependencies first."""
+"""``manage.py refresh_views``: refresh materialized views, dependencies first, without
+blocking their readers."""
 
 from __future__ import annotations
 
@@ -7,43 +8,102 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from ...exceptions import ViewError
-from ...refresh import refresh_materialized_views
-from ...registry import find_view
+from ...exceptions import RefreshFailedError, ViewError
+from ...refresh import RefreshMode, RefreshResult, refresh_materialized_views
 
 
 class Command(BaseCommand):
-    help = "Refresh materialized views (all of them, or the ones named), dependencies first."
+    help = (
+        "Refresh materialized views (all of them, or the ones named), dependencies first. "
+        "Views with a unique index are refreshed concurrently, the others rebuilt beside "
+        "the live ones and swapped in: readers are never blocked."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "views", nargs="*", metavar="VIEW", help="A view name or app_label.ClassName."
         )
-        parser.add_argument("--database", default="default", choices=tuple(connections))
+        parser.add_argument(
+            "--database",
+            default="default",
+            choices=tuple(connections),
+            help="The database whose views to refresh (default: 'default').",
+        )
         group = parser.add_mutually_exclusive_group()
-        group.add_argument("--concurrently", dest="concurrently", action="store_true", default=None)
-        group.add_argument("--no-concurrently", dest="concurrently", action="store_false")
+        group.add_argument(
+            "--concurrently",
+            dest="concurrently",
+            action="store_true",
+            default=None,
+            help="Refresh every view concurrently; a view that cannot be is an error.",
+        )
+        group.add_argument(
+            "--no-concurrently",
+            dest="concurrently",
+            action="store_false",
+            help="Rebuild every view beside the live one and swap it in.",
+        )
+        parser.add_argument(
+            "--strict",
+            action="store_true",
+            help="Fail, refreshing nothing, when a view cannot be refreshed concurrently "
+            "instead of rebuilding it beside the live one.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        database = options["database"]
+        database: str = options["database"]
+        verbosity: int = options["verbosity"]
         try:
-            views = [find_view(label, database) for label in options["views"]] or None
             results = refresh_materialized_views(
-                views, database=database, concurrently=options["concurrently"]
+                options["views"] or None,
+                database=database,
+                concurrently=options["concurrently"],
+                strict=options["strict"],
             )
+        except RefreshFailedError as error:
+            self.render(error.results, database, verbosity)
+            raise CommandError(str(error)) from error
         except ViewError as error:
             raise CommandError(str(error)) from error
-        verbosity = options["verbosity"]
+        self.render(results, database, verbosity)
+
+    def render(self, results: list[RefreshResult], database: str, verbosity: int) -> None:
         if verbosity >= 2:
             for result in results:
-                mode = "concurrently" if result.concurrently else "blocking"
-                self.stdout.write(
-                    f"  refreshed {result.view.view_name} ({mode}, {result.duration:.3f}s)"
-                )
-        if verbosity >= 1:
-            total = sum(result.duration for result in results)
-            self.stdout.write(
-                f"Refreshed {len(results)} materialized view(s) on database '{database}' in "
-                f"{total:.2f}s.",
-                self.style.SUCCESS,
+                self.stdout.write(self.line(result))
+        if verbosity < 1:
+            return
+        refreshed = [result for result in results if result.succeeded]
+        failed = len(results) - len(refreshed)
+        if not results:
+            self.stdout.write(f"No materialized views to refresh on database '{database}'.")
+            return
+        counts = [
+            f"{sum(1 for result in refreshed if result.mode is mode)} {label}"
+            for mode, label in (
+                (RefreshMode.CONCURRENTLY, "concurrently"),
+                (RefreshMode.SWAP, "by swap"),
             )
+        ]
+        total = sum(result.duration for result in results if result.rebuilt_with is None)
+        summary = (
+            f"Refreshed {len(refreshed)} materialized view(s) on database '{database}' in "
+            f"{total:.2f}s: {', '.join(counts)}"
+        )
+        if failed:
+            self.stdout.write(f"{summary}; {failed} failed.", self.style.ERROR)
+        else:
+            self.stdout.write(f"{summary}.", self.style.SUCCESS)
+
+    @staticmethod
+    def line(result: RefreshResult) -> str:
+        name = result.view.view_name
+        mode = result.mode.value
+        if result.rebuilt_with is not None:
+            mode += f" with {result.rebuilt_with}"
+        if result.skipped:
+            return f"  skipped   {name}"
+        if not result.succeeded:
+            return f"  failed    {name} ({mode}, {result.duration:.3f}s)"
+        rows = "" if result.rows is None else f", {result.rows} rows"
+        return f"  refreshed {name} ({mode}, {result.duration:.3f}s{rows})"
