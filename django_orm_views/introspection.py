@@ -179,3 +179,47 @@ def missing_roles(connection: BaseDatabaseWrapper, roles: Iterable[str]) -> list
         cursor.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [roles])
         existing = {row[0] for row in cursor.fetchall()}
     return [role for role in roles if role not in existing]
+
+
+@dataclass(frozen=True)
+class MaterializedViewStatistics:
+    """Size on disk (with its indexes) and exact row count of a materialized view."""
+
+    name: str
+    populated: bool
+    size_bytes: int
+    rows: int | None
+
+
+# count(*) of every populated materialized view in one round trip: query_to_xml runs a
+# query built with format('%I') (quoted identifiers) for each row. An unpopulated view
+# cannot be read, so it is never counted.
+MATERIALIZED_VIEW_STATISTICS_QUERY = """
+SELECT
+    c.relname,
+    c.relispopulated,
+    pg_total_relation_size(c.oid),
+    CASE WHEN c.relispopulated THEN
+        (xpath('/row/rows/text()', query_to_xml(
+            format('SELECT count(*) AS rows FROM %%I.%%I', n.nspname, c.relname),
+            false, true, ''
+        )))[1]::text::bigint
+    END
+FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relkind = 'm'
+"""
+
+
+def materialized_view_statistics(
+    connection: BaseDatabaseWrapper, schema: str
+) -> dict[str, MaterializedViewStatistics]:
+    """Size and rows of each materialized view in ``schema``, by name. Counting reads
+    every populated view once (no lock that a reader would wait for)."""
+    with connection.cursor() as cursor:
+        cursor.execute(MATERIALIZED_VIEW_STATISTICS_QUERY, [schema])
+        rows = cursor.fetchall()
+    return {
+        name: MaterializedViewStatistics(name, bool(populated), int(size), count)
+        for name, populated, size, count in rows
+    }

@@ -1,0 +1,126 @@
+"""``manage.py list_views``: every declared view and every object in the views schema,
+with its state, contents and last refresh."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
+from django.utils import timezone
+
+from ...exceptions import ViewError
+from ...history import IN_SYNC, MISSING, NOT_DECLARED, OUTDATED, ViewStatus, view_statuses
+from ...registry import databases_with_views
+
+COLUMNS = ("NAME", "KIND", "STATE", "POPULATED", "ROWS", "SIZE", "LAST REFRESH", "DURATION")
+STATE_ORDER = (IN_SYNC, OUTDATED, MISSING, NOT_DECLARED)
+
+
+class Command(BaseCommand):
+    help = (
+        "List the declared views and the objects in the views schema: kind, state (in "
+        "sync, outdated, missing, not declared), rows, size and last refresh."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--database",
+            choices=tuple(connections),
+            help="List this database only (default: every database that has views).",
+        )
+        parser.add_argument(
+            "--format",
+            choices=("table", "json"),
+            default="table",
+            help="table (for people, the default) or json (for scripts).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        aliases = [options["database"]] if options["database"] else databases_with_views()
+        listings = []
+        try:
+            for alias in aliases:
+                plan, statuses = view_statuses(alias)
+                listings.append((alias, plan.schema, plan.snapshot.leftover_schemas, statuses))
+        except ViewError as error:
+            raise CommandError(str(error)) from error
+        if options["format"] == "json":
+            rows = [status.as_dict() for _, _, _, statuses in listings for status in statuses]
+            self.stdout.write(json.dumps(rows, indent=2))
+            return
+        if not listings:
+            self.stdout.write("No views are declared.")
+        for index, (alias, schema, leftovers, statuses) in enumerate(listings):
+            if index:
+                self.stdout.write("")
+            self.render_table(alias, schema, leftovers, statuses)
+
+    def render_table(
+        self, alias: str, schema: str, leftovers: tuple[str, ...], statuses: list[ViewStatus]
+    ) -> None:
+        self.stdout.write(f"Database '{alias}', schema {schema!r}:")
+        rows = [COLUMNS, *(self.cells(status) for status in statuses)]
+        widths = [max(len(row[column]) for row in rows) for column in range(len(COLUMNS))]
+        for position, row in enumerate(rows):
+            line = "  ".join(
+                cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+            if position == 0:
+                self.stdout.write(line, self.style.MIGRATE_HEADING)
+            elif statuses[position - 1].state != IN_SYNC:
+                self.stdout.write(line, self.style.WARNING)
+            else:
+                self.stdout.write(line)
+        counts = Counter(status.state for status in statuses)
+        summary = ", ".join(f"{counts[state]} {state}" for state in STATE_ORDER if counts[state])
+        self.stdout.write(f"{len(statuses)} view(s): {summary or 'none'}.")
+        if any(status.state != IN_SYNC for status in statuses):
+            self.stdout.write(
+                f"Run `manage.py sync_views --database {alias}` to make the database match "
+                "the code."
+            )
+        for leftover in leftovers:
+            self.stdout.write(
+                f"Schema {leftover} was left by an interrupted sync; the next sync drops it.",
+                self.style.NOTICE,
+            )
+
+    @staticmethod
+    def cells(status: ViewStatus) -> tuple[str, ...]:
+        materialized = status.materialized
+        populated = "-"
+        if status.populated is not None:
+            populated = "yes" if status.populated else "no"
+        refresh = status.last_refresh
+        if refresh is not None:
+            when = timezone.localtime(refresh.started_at).strftime("%Y-%m-%d %H:%M:%S %Z")
+            last = when if refresh.succeeded else f"{when} (failed)"
+            duration = f"{refresh.duration:.3f}s"
+        else:
+            last = "never" if materialized and status.state != MISSING else "-"
+            duration = "-"
+        return (
+            status.name,
+            status.kind,
+            status.state,
+            populated,
+            "-" if status.rows is None else str(status.rows),
+            "-" if status.size_bytes is None else human_size(status.size_bytes),
+            last,
+            duration,
+        )
+
+
+def human_size(size: int) -> str:
+    """``8192 bytes``, ``16 kB``, ``1.5 MB``: as PostgreSQL's pg_size_pretty, roughly."""
+    if size < 10 * 1024:
+        return f"{size} bytes"
+    value = float(size)
+    for unit in ("kB", "MB", "GB", "TB"):
+        value /= 1024
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if value >= 10 else f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
