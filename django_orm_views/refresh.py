@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
     from .sync import SyncPlan
+
+logger = logging.getLogger("django_orm_views")
 
 __all__ = [
     "RefreshMode",
@@ -457,7 +460,20 @@ def _finish(result: RefreshResult) -> RefreshResult:
         "started_at": result.started_at,
     }
     if result.succeeded:
-        signals.post_refresh.send(concurrently=result.concurrently, rows=result.rows, **common)
+        responses = signals.post_refresh.send_robust(
+            concurrently=result.concurrently, rows=result.rows, **common
+        )
     else:
-        signals.refresh_failed.send(error=result.error, **common)
+        responses = signals.refresh_failed.send_robust(error=result.error, **common)
+    # Receivers are monitoring hooks: one that fails must not stop the other views from
+    # being refreshed, so its error is logged rather than raised.
+    for receiver, response in responses:
+        if isinstance(response, Exception):
+            logger.error(
+                "Receiver %r of the refresh signal for %s failed: %s",
+                receiver,
+                result.view.view_name,
+                response,
+                exc_info=response,
+            )
     return result

@@ -7,6 +7,9 @@
   beside the live view) or ``"blocking"``; ``duration`` is in seconds.
 - ``refresh_failed(view, database, duration, mode, error, started_at)``: a refresh failed
   and the view kept its previous contents; ``error`` names the view and PostgreSQL's error.
+
+The two refresh signals are sent robustly: a receiver that raises is logged (logger
+``django_orm_views``) and the other views are still refreshed.
 """
 
 from __future__ import annotations
