@@ -678,3 +678,18 @@ def test_readers_are_never_blocked_by_a_concurrent_refresh(
     assert refreshed_lines(result.stdout) == [("readers_numbers", "concurrently", "200000")]
     assert readers.errors == []
     assert max(readers.durations) < MAX_READER_SECONDS, readers.slowest()
+
+
+@pytest.mark.django_db
+def test_views_of_another_database_are_refreshed_there_and_recorded_in_default() -> None:
+    sync_views(database="warehouse")
+    result = run_command("refresh_views", "--database", "warehouse", verbosity=2)
+    assert result.exit_code == 0, result.stderr
+    assert refreshed_lines(result.stdout) == [("warehouse_dailymovements", "concurrently", "0")]
+    (record,) = RefreshRecord.objects.using("default").all()
+    assert (record.view, record.database) == ("warehouse_dailymovements", "warehouse")
+    assert run_command("refresh_views", "shop_dailysales", "--database", "warehouse").stderr == (
+        "CommandError: No declared view is named 'shop_dailysales' on database 'warehouse'. "
+        "Did you mean: warehouse_dailymovements? Give a view name (e.g. shop_dailysales) or "
+        "app_label.ClassName; `manage.py list_views` lists them.\n"
+    )
