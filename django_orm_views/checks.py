@@ -43,3 +43,142 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     return errors
+
+
+# Checks added for the Django integration (ids from E020 up) -----------------------------
+
+# Schemas that belong to PostgreSQL or, usually, to the project's own tables: a sync
+# renames or drops its schema, so it must never be one of these.
+RESERVED_SCHEMAS = frozenset({"public", "information_schema"})
+
+
+def check_setting_values(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Settings that parse but would do harm or be silently ignored."""
+    from django.conf import settings as django_settings
+
+    errors: list[checks.CheckMessage] = []
+    schema = get_settings().schema
+    if schema in RESERVED_SCHEMAS or schema.startswith("pg_"):
+        errors.append(
+            checks.Error(
+                f"ORM_VIEWS_SCHEMA = {schema!r} names a schema that django-orm-views does not "
+                "own: a sync replaces its schema as a whole.",
+                hint="Use a schema of its own, such as 'views' (the default). PostgreSQL "
+                "reserves names starting with 'pg_'.",
+                id="orm_views.E021",
+            )
+        )
+    roles = getattr(django_settings, "ORM_VIEWS_GRANT_SELECT_TO", [])
+    if isinstance(roles, str) or not (
+        isinstance(roles, (list, tuple)) and all(isinstance(role, str) and role for role in roles)
+    ):
+        errors.append(
+            checks.Error(
+                f"ORM_VIEWS_GRANT_SELECT_TO = {roles!r} is not a list of role names.",
+                hint='Use a list of strings, such as ["analytics"], or [] to grant nothing.',
+                id="orm_views.E025",
+            )
+        )
+    return errors
+
+
+def check_databases(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Views on databases that cannot hold them (without connecting)."""
+    from django.db import connections
+
+    from .registry import all_views
+    from .routing import allowed_on, app_label_of, explicit_database
+    from .views import describe
+
+    errors: list[checks.CheckMessage] = []
+    aliases = list(connections)
+    for view in all_views():
+        alias = view.database
+        if alias not in aliases:
+            continue  # orm_views.E004
+        vendor = connections[alias].vendor
+        if vendor != "postgresql":
+            errors.append(
+                checks.Error(
+                    f"View {describe(view)} lives on database {alias!r}, which uses the "
+                    f"{vendor} backend; views need PostgreSQL.",
+                    hint="Set the view's `database` to a PostgreSQL alias, or route its app "
+                    "to one (a router's allow_migrate).",
+                    obj=view,
+                    id="orm_views.E023",
+                )
+            )
+        if explicit_database(view) is None and not any(
+            allowed_on(view, candidate) for candidate in aliases
+        ):
+            errors.append(
+                checks.Error(
+                    f"View {describe(view)} sets no `database`, and the database routers "
+                    f"allow its app ({app_label_of(view)!r}) on none of: {', '.join(aliases)}.",
+                    hint="Set the view's `database`, or let a router's allow_migrate() allow "
+                    "its app on the database that holds the tables it reads.",
+                    obj=view,
+                    id="orm_views.E024",
+                )
+            )
+    return errors
+
+
+def check_database_contents(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Checks that query the databases: only run for ``check --database <alias>`` (and by
+    ``migrate`` for its database), like Django's own database checks."""
+    if not databases:
+        return []
+    from django.db import DatabaseError, connections
+
+    from .introspection import missing_roles, read_catalog
+    from .registry import views_for_database
+
+    errors: list[checks.CheckMessage] = []
+    settings = get_settings()
+    for alias in databases:
+        if alias not in connections or connections[alias].vendor != "postgresql":
+            continue
+        if not views_for_database(alias):
+            continue
+        connection = connections[alias]
+        try:
+            missing = missing_roles(connection, settings.grant_select_to)
+            snapshot = read_catalog(connection, settings.schema)
+        except DatabaseError as error:
+            errors.append(
+                checks.Error(
+                    f"Could not read database {alias!r} to check its views: {str(error).strip()}",
+                    hint="Check the database settings and that the server is running.",
+                    id="orm_views.E026",
+                )
+            )
+            continue
+        if missing:
+            errors.append(
+                checks.Error(
+                    f"ORM_VIEWS_GRANT_SELECT_TO names role(s) that do not exist on database "
+                    f"{alias!r}: {', '.join(missing)}. A sync would fail granting SELECT.",
+                    hint="Create them (CREATE ROLE ...) or remove them from the setting.",
+                    id="orm_views.E020",
+                )
+            )
+        foreign = sorted(
+            f"{item.kind} {item.name}"
+            for item in snapshot.objects.values()
+            if item.kind not in ("view", "materialized view")
+        )
+        if foreign:
+            errors.append(
+                checks.Error(
+                    f"Schema {settings.schema!r} on database {alias!r} holds objects that are "
+                    f"not views: {', '.join(foreign)}. A sync replaces the schema and would "
+                    "drop them.",
+                    hint="Move them to another schema, or set ORM_VIEWS_SCHEMA to a schema "
+                    "used only for views.",
+                    id="orm_views.E022",
+                )
+            )
+    return errors
