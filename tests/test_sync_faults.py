@@ -54,6 +54,10 @@ SHOP_RELATIONS = {
     "shop_productsales_country": "i",
 }
 
+# Every sync here is of the default database (test_project's shop views); the warehouse
+# database is left alone.
+SYNC = ("sync_views", "--database", "default")
+
 LEFTOVERS = "views\\_\\_%"  # views__staging and views__old_<hex>, for LIKE
 OLD_SCHEMAS = "views\\_\\_old\\_%"
 
@@ -142,8 +146,13 @@ def advisory_locks() -> int:
 def check_exit_code(fault_views: str = "") -> int:
     """``sync_views --check`` in a new process: 0 when the database matches the code."""
     if fault_views:
-        return Syncs.run_once("sync_views", "--check", fault_views=fault_views).returncode
-    return manage_py("sync_views", "--check").returncode
+        return Syncs.run_once("--check", fault_views=fault_views).returncode
+    return manage_sync("--check").returncode
+
+
+def manage_sync(*options: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py sync_views --database default <options>`` in a new process."""
+    return manage_py(*SYNC, *options)
 
 
 def connect(user: str | None = None, application_name: str = "faults_reader") -> Any:
@@ -259,7 +268,7 @@ def assert_read_without_trouble(reader: Reader, max_wait: float = 1.0) -> None:
 
 
 class Syncs:
-    """Starts ``manage.py`` subprocesses, each with its own application_name so that its
+    """Starts ``manage.py sync_views --database default`` subprocesses, each with its own application_name so that its
     backend can be found in pg_stat_activity; kills what is left at the end and waits
     for their backends to go."""
 
@@ -273,9 +282,9 @@ class Syncs:
     ) -> subprocess.Popen[str]:
         extra = {"FAULT_VIEWS": fault_views, "PGAPPNAME": application_name, **(env or {})}
         if fault_views:
-            command = [sys.executable, "-c", WITH_FAULT_VIEWS, *args]
+            command = [sys.executable, "-c", WITH_FAULT_VIEWS, *SYNC, *args]
         else:
-            command = [sys.executable, str(REPOSITORY / "manage.py"), *args]
+            command = [sys.executable, str(REPOSITORY / "manage.py"), *SYNC, *args]
         return subprocess.Popen(
             command,
             cwd=REPOSITORY,
@@ -388,10 +397,10 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
 def test_view_refused_by_postgres_fails_the_sync_and_leaves_the_live_views(
     syncs: Syncs, options: tuple[str, ...]
 ) -> None:
-    sync_views()
+    sync_views(database="default")
     before = live_state()
 
-    result = syncs.run("sync_views", *options, fault_views="broken")
+    result = syncs.run(*options, fault_views="broken")
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert (
@@ -411,10 +420,10 @@ def test_view_refused_by_postgres_fails_the_sync_and_leaves_the_live_views(
 @pytest.mark.parametrize("synced_before", [False, True], ids=["from-empty", "from-synced"])
 def test_two_forced_syncs_started_at_once_both_succeed(syncs: Syncs, synced_before: bool) -> None:
     if synced_before:
-        sync_views()
+        sync_views(database="default")
 
-    first = syncs.start("sync_views", "--force")
-    second = syncs.start("sync_views", "--force")
+    first = syncs.start("--force")
+    second = syncs.start("--force")
     for process in (first, second):
         stdout, stderr = process.communicate(timeout=90)
         assert process.returncode == 0, stdout + stderr
@@ -431,12 +440,10 @@ def test_two_forced_syncs_started_at_once_both_succeed(syncs: Syncs, synced_befo
 
 
 def test_sync_killed_while_building_a_slow_view_leaves_the_live_views(syncs: Syncs) -> None:
-    sync_views()
+    sync_views(database="default")
     before = live_state()
     with reading(READER_QUERIES) as reader:
-        process = syncs.start(
-            "sync_views", "--force", fault_views="slow", env={"FAULT_VIEWS_SLOW_SECONDS": "2"}
-        )
+        process = syncs.start("--force", fault_views="slow", env={"FAULT_VIEWS_SLOW_SECONDS": "2"})
         wait_for(
             "the sync to build the slow view in the staging schema",
             lambda: syncs.backends(process, "state = 'active' AND query LIKE '%%pg_sleep%%'"),
@@ -446,7 +453,7 @@ def test_sync_killed_while_building_a_slow_view_leaves_the_live_views(syncs: Syn
         assert live_state() == before
 
         # The next deploy's sync, while the killed sync's backend may still be sleeping.
-        stdout = ok(manage_py("sync_views"))
+        stdout = ok(manage_sync())
         assert "Views already in sync" in stdout
         syncs.wait_for_backends_to_go()
     assert_read_without_trouble(reader)
@@ -458,12 +465,12 @@ def test_sync_killed_while_building_a_slow_view_leaves_the_live_views(syncs: Syn
 
 
 def test_sync_killed_while_its_build_waits_for_a_lock_leaves_the_live_views(syncs: Syncs) -> None:
-    sync_views()
+    sync_views(database="default")
     before = live_state()
     with reading(READER_QUERIES) as reader:
         # ProductSales reads shop_product: its build waits for this lock.
         with open_transaction("LOCK TABLE shop_product IN ACCESS EXCLUSIVE MODE"):
-            process = syncs.start("sync_views", "--force")
+            process = syncs.start("--force")
             wait_for(
                 "the staging build to wait for the lock on shop_product",
                 lambda: syncs.backends(process, "wait_event_type = 'Lock'"),
@@ -473,7 +480,7 @@ def test_sync_killed_while_its_build_waits_for_a_lock_leaves_the_live_views(sync
             assert live_state() == before
         syncs.wait_for_backends_to_go()
 
-        stdout = ok(manage_py("sync_views", "--force"))
+        stdout = ok(manage_sync("--force"))
         assert "Synced on database 'default' (swap): 0 created, 9 replaced" in stdout
     assert_read_without_trouble(reader)
 
@@ -485,13 +492,13 @@ def test_sync_killed_while_its_build_waits_for_a_lock_leaves_the_live_views(sync
 def test_sync_killed_while_its_swap_waits_for_a_reader_leaves_staging_for_the_next_sync(
     syncs: Syncs,
 ) -> None:
-    sync_views()
+    sync_views(database="default")
     before = live_state()
     kept = oid_of("shop_dailysales")
     with reading(READER_QUERIES) as reader:
         # Moving the unchanged materialized view across waits for this reader.
         with open_transaction("SELECT count(*) FROM views.shop_dailysales"):
-            process = syncs.start("sync_views", fault_views="added")
+            process = syncs.start(fault_views="added")
             wait_for(
                 "the swap to wait for the reader of shop_dailysales",
                 lambda: (
@@ -505,7 +512,7 @@ def test_sync_killed_while_its_swap_waits_for_a_reader_leaves_staging_for_the_ne
             assert schemas_like(LEFTOVERS) == ["views__staging"]
 
         # The same deploy, run again once the reader is gone.
-        stdout = ok(syncs.run("sync_views", fault_views="added"))
+        stdout = ok(syncs.run(fault_views="added"))
         assert "Dropped schema views__staging left by an interrupted sync." in stdout
         assert "1 created, 0 replaced, 0 dropped, 9 unchanged" in stdout
     assert_read_without_trouble(reader)
@@ -517,10 +524,10 @@ def test_sync_killed_while_its_swap_waits_for_a_reader_leaves_staging_for_the_ne
 
 
 def test_sync_killed_after_the_swap_leaves_the_old_schema_for_the_next_sync(syncs: Syncs) -> None:
-    sync_views()
+    sync_views(database="default")
     with reading(READER_QUERIES) as reader:
         with open_transaction("SELECT count(*) FROM views.shop_ordertotals") as holder:
-            process = syncs.start("sync_views", "--force")
+            process = syncs.start("--force")
             old = wait_for(
                 "the swap (a views__old_ schema)",
                 lambda: schemas_like(OLD_SCHEMAS),
@@ -535,7 +542,7 @@ def test_sync_killed_after_the_swap_leaves_the_old_schema_for_the_next_sync(sync
                 cursor.execute("SELECT count(*) FROM views.shop_ordertotals")
         syncs.wait_for_backends_to_go()
 
-        stdout = ok(manage_py("sync_views"))
+        stdout = ok(manage_sync())
         assert f"Dropped schema {old[0]} left by an interrupted sync." in stdout
     assert_read_without_trouble(reader)
 
@@ -547,13 +554,13 @@ def test_sync_killed_after_the_swap_leaves_the_old_schema_for_the_next_sync(sync
 
 
 def test_open_reader_blocks_neither_a_forced_sync_nor_new_readers(syncs: Syncs) -> None:
-    sync_views()
+    sync_views(database="default")
     with open_transaction(
         "SELECT count(*) FROM views.shop_ordertotals", "SELECT count(*) FROM views.shop_dailysales"
     ) as holder:
         with reading(READER_QUERIES, fresh_connections=True) as reader:
             started = time.monotonic()
-            result = syncs.run("sync_views", "--force")
+            result = syncs.run("--force")
             elapsed = time.monotonic() - started
         stdout = ok(result)
         old = schemas_like(OLD_SCHEMAS)
@@ -570,7 +577,7 @@ def test_open_reader_blocks_neither_a_forced_sync_nor_new_readers(syncs: Syncs) 
     assert_read_without_trouble(reader)
     assert check_exit_code() == 0
 
-    stdout = ok(manage_py("sync_views"))
+    stdout = ok(manage_sync())
     assert f"Dropped schema {old[0]} left by an interrupted sync." in stdout
     assert schemas_like(LEFTOVERS) == []
 
@@ -580,9 +587,9 @@ def test_old_schema_kept_for_a_reader_does_not_block_the_next_forced_sync(syncs:
     # is moved across, and the old copy of the plain view, left in views__old_<hex> while
     # a reader keeps that schema, then depends on the live materialized view.
     fault_views = "over_materialized,added"
-    ok(syncs.run("sync_views", fault_views="over_materialized"))
+    ok(syncs.run(fault_views="over_materialized"))
     with open_transaction("SELECT count(*) FROM views.shop_ordertotals"):
-        stdout = ok(syncs.run("sync_views", fault_views=fault_views))
+        stdout = ok(syncs.run(fault_views=fault_views))
         assert "1 created, 0 replaced, 0 dropped, 10 unchanged" in stdout
         old = schemas_like(OLD_SCHEMAS)
         assert len(old) == 1
@@ -590,14 +597,14 @@ def test_old_schema_kept_for_a_reader_does_not_block_the_next_forced_sync(syncs:
 
         # The next deploy, while the reader is still there: the old schema is the sync's
         # own leftover, not an object made by hand, and must not stop it.
-        result = syncs.run("sync_views", "--force", fault_views=fault_views)
+        result = syncs.run("--force", fault_views=fault_views)
         assert result.returncode == 0, result.stderr
         assert "0 created, 11 replaced" in result.stdout
         # The schema it swapped out is dropped at once; only the one the reader uses stays.
         assert schemas_like(OLD_SCHEMAS) == old
     assert check_exit_code(fault_views=fault_views) == 0
 
-    ok(syncs.run("sync_views", fault_views=fault_views))
+    ok(syncs.run(fault_views=fault_views))
     assert schemas_like(LEFTOVERS) == []
 
 
@@ -605,7 +612,7 @@ def test_old_schema_kept_for_a_reader_does_not_block_the_next_forced_sync(syncs:
 
 
 def test_analytics_role_never_loses_select_while_syncs_run(syncs: Syncs) -> None:
-    sync_views()
+    sync_views(database="default")
     queries = [
         "SELECT has_schema_privilege('views', 'USAGE')",
         "SELECT has_table_privilege('views.shop_countryrevenue', 'SELECT')",
@@ -623,7 +630,7 @@ def test_analytics_role_never_loses_select_while_syncs_run(syncs: Syncs) -> None
             (("--force",), ""),
         ]:
             rounds = reader.rounds
-            ok(syncs.run("sync_views", *options, fault_views=fault_views))
+            ok(syncs.run(*options, fault_views=fault_views))
             assert reader.rounds > rounds, "the reader did not read during the sync"
     assert_read_without_trouble(reader)
 
@@ -647,11 +654,11 @@ def test_analytics_role_never_loses_select_while_syncs_run(syncs: Syncs) -> None
 def test_sync_refuses_to_replace_a_view_a_hand_made_view_reads(
     hand_made_view: str, options: tuple[str, ...]
 ) -> None:
-    sync_views()
+    sync_views(database="default")
     execute(f"CREATE VIEW {hand_made_view} AS SELECT order_id, total FROM views.shop_ordertotals")
     before = live_state()
 
-    result = manage_py("sync_views", *options)
+    result = manage_sync(*options)
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"view {hand_made_view} depends on views.shop_ordertotals" in result.stderr
@@ -664,12 +671,12 @@ def test_sync_refuses_to_replace_a_view_a_hand_made_view_reads(
 def test_hand_made_view_over_an_unchanged_view_survives_syncs(
     syncs: Syncs, hand_made_view: str
 ) -> None:
-    sync_views()
+    sync_views(database="default")
     execute(f"CREATE VIEW {hand_made_view} AS SELECT order_id, total FROM views.shop_ordertotals")
     kept = oid_of("shop_ordertotals")
 
     # A new view is added: shop_ordertotals is unchanged, so it is moved across.
-    stdout = ok(syncs.run("sync_views", fault_views="added"))
+    stdout = ok(syncs.run(fault_views="added"))
     assert "1 created, 0 replaced, 0 dropped, 9 unchanged" in stdout
     assert relations_in("views") == {**SHOP_RELATIONS, "faults_added": "v"}
     assert oid_of("shop_ordertotals") == kept
@@ -678,7 +685,7 @@ def test_hand_made_view_over_an_unchanged_view_survives_syncs(
     assert check_exit_code(fault_views="added") == 0
 
     # And back: the view is dropped, shop_ordertotals moved across again.
-    stdout = ok(manage_py("sync_views"))
+    stdout = ok(manage_sync())
     assert "0 created, 0 replaced, 1 dropped, 9 unchanged" in stdout
     assert relations_in("views") == SHOP_RELATIONS
     assert oid_of("shop_ordertotals") == kept
@@ -695,7 +702,7 @@ def test_leftover_staging_schema_is_dropped_by_the_next_sync(
     clean_views_schema: None, synced_before: bool
 ) -> None:
     if synced_before:
-        sync_views()
+        sync_views(database="default")
     before = live_state()
     execute(
         "CREATE SCHEMA views__staging",
@@ -703,7 +710,7 @@ def test_leftover_staging_schema_is_dropped_by_the_next_sync(
         "INSERT INTO views__staging.junk VALUES (1)",
     )
 
-    stdout = ok(manage_py("sync_views"))
+    stdout = ok(manage_sync())
 
     assert "Dropped schema views__staging left by an interrupted sync." in stdout
     assert schemas_like(LEFTOVERS) == []
@@ -723,11 +730,11 @@ class Rollback(Exception):
 
 
 def test_sync_inside_an_outer_transaction_is_rolled_back_with_it(clean_views_schema: None) -> None:
-    sync_views()
+    sync_views(database="default")
     before = live_state()
 
     with pytest.raises(Rollback), transaction.atomic():
-        result = sync_views(force=True)["default"]
+        result = sync_views(database="default", force=True)["default"]
         assert result.applied
         assert result.kept_old_schema is None
         inside = live_state()
@@ -747,13 +754,13 @@ def test_first_sync_inside_an_outer_transaction_commits_or_rolls_back_with_it(
     clean_views_schema: None,
 ) -> None:
     with pytest.raises(Rollback), transaction.atomic():
-        sync_views()
+        sync_views(database="default")
         assert relations_in("views") == SHOP_RELATIONS
         raise Rollback
     assert schemas_like("views%") == []
 
     with transaction.atomic():
-        sync_views()
+        sync_views(database="default")
     assert relations_in("views") == SHOP_RELATIONS
     assert schemas_like(LEFTOVERS) == []
     assert check_exit_code() == 0
