@@ -484,16 +484,28 @@ def _create_steps(plan: SyncPlan, names: Iterable[str], target_schema: str) -> l
 
 
 def _populate_steps(plan: SyncPlan, name: str, target_schema: str) -> list[Step]:
-    """A rebuild (a refresh that must not block readers) fills a ``with_data = False``
-    view that it was asked to refresh, and any such view it rebuilds as a dependent that
-    was populated: created empty, it would swap in unreadable."""
+    """What a rebuild (a refresh that must not block readers) does to a materialized view
+    it has just created in the staging schema, before the swap.
+
+    It fills a ``with_data = False`` view that it was asked to refresh, and any such view
+    it rebuilds as a dependent that was populated: created empty, it would swap in
+    unreadable. And it analyzes every populated one: a new relation has no statistics,
+    and the readers' query plans would be guesses until autovacuum got to it.
+    """
     item = plan.rendered[name]
-    if not plan.rebuild or not item.materialized or item.with_data:
+    if not plan.rebuild or not item.materialized:
         return []
-    existing = plan.snapshot.objects.get(name)
-    if name not in plan.rebuild and not (existing is not None and existing.populated):
-        return []
-    return [Step(f"REFRESH MATERIALIZED VIEW {_qualified(target_schema, name)}", name)]
+    target = _qualified(target_schema, name)
+    populated = item.with_data
+    steps = []
+    if not item.with_data:
+        existing = plan.snapshot.objects.get(name)
+        if name in plan.rebuild or (existing is not None and existing.populated):
+            steps.append(Step(f"REFRESH MATERIALIZED VIEW {target}", name))
+            populated = True
+    if populated:
+        steps.append(Step(f"ANALYZE {target}", name))
+    return steps
 
 
 def _raise_for_dependents(plan: SyncPlan, dependents: list[ExternalDependent]) -> None:

@@ -132,6 +132,10 @@ class TestModes:
         ) == [(True,)]
         assert not plan_sync()
         assert schemas_like("views\\_\\_%") == []
+        # A new relation has no statistics: the swap analyzed it before swapping it in.
+        assert fetch(
+            'SELECT reltuples FROM pg_class WHERE oid = \'"views"."shop_productsales"\'::regclass'
+        ) == [(5.0,)]
 
     def test_a_view_never_populated_is_filled_by_swap(self, declared_views: list[type]) -> None:
         declare("LaterCountries", sql=COUNTRIES_SQL, pk_field="country", with_data=False)
