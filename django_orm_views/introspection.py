@@ -145,6 +145,7 @@ LEFT JOIN pg_namespace AS dn ON dn.oid = dc.relnamespace
 WHERE tn.nspname = %s
   AND d.deptype = 'n'
   AND (dc.oid IS NULL OR dn.nspname <> %s)
+  AND (dn.nspname IS NULL OR NOT (dn.nspname = %s OR dn.nspname LIKE %s))
   AND NOT (d.classid = 'pg_class'::regclass
            AND EXISTS (SELECT 1 FROM pg_class AS own
                        WHERE own.oid = d.objid AND own.relnamespace = tn.oid))
@@ -155,12 +156,25 @@ ORDER BY 3, 1
 
 
 def external_dependents(
-    connection: BaseDatabaseWrapper, schema: str, names: Iterable[str] | None = None
+    connection: BaseDatabaseWrapper,
+    schema: str,
+    names: Iterable[str] | None = None,
+    *,
+    views_schema: str | None = None,
 ) -> list[ExternalDependent]:
     """Objects outside ``schema`` (views in other schemas, functions, ...) that depend on
-    relations in it, optionally only on the relations called ``names``."""
+    relations in it, optionally only on the relations called ``names``.
+
+    Objects in the staging and old schemas of ``views_schema`` (default: ``schema``) are
+    a sync's own debris, not outside objects: they are never reported.
+    """
+    views_schema = views_schema or schema
+    debris_pattern = _like_escape(old_schema_prefix(views_schema)) + "%"
     with connection.cursor() as cursor:
-        cursor.execute(EXTERNAL_DEPENDENTS_QUERY, [schema, schema])
+        cursor.execute(
+            EXTERNAL_DEPENDENTS_QUERY,
+            [schema, schema, staging_schema_name(views_schema), debris_pattern],
+        )
         rows = cursor.fetchall()
     wanted = None if names is None else set(names)
     kinds = RELATION_KINDS

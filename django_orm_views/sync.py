@@ -725,7 +725,7 @@ def _shorten(sql: str, limit: int = 200) -> str:
 def drop_schema(connection: BaseDatabaseWrapper, schema: str, *, attempts: int = 10) -> bool:
     """Drop a leftover staging or old schema, unless an outside object depends on it or
     readers keep it locked. Returns whether it is gone; the next sync tries again."""
-    if external_dependents(connection, schema):
+    if external_dependents(connection, schema, views_schema=get_settings().schema):
         return False
     settings = get_settings()
     delay = 0.01
