@@ -11,9 +11,12 @@ a view reads (SQLSTATE 0A000 and 2BP01). With ``ORM_VIEWS_SYNC_ON_MIGRATE = True
 3. ``post_migrate`` (once a run and database): ``sync_views(database=...)`` creates the
    dropped views again, from the code as it is now, and brings the rest up to date.
 
-With the setting off nothing is dropped; when a migration fails because views depend
-on what it changes, ``manage.py migrate`` (this package's subclass of Django's) names
-the views and the setting instead of only repeating PostgreSQL's error.
+With the setting off nothing is dropped by this package. A migration that alters the
+type of a column views read then fails; ``manage.py migrate`` (this package's subclass
+of Django's) names the views and the setting instead of only repeating PostgreSQL's
+error. Django drops columns and tables with ``CASCADE``, so ``RemoveField`` and
+``DeleteModel`` succeed and take the views that read them along: migrate ends by naming
+those views and telling to sync.
 
 Which operations are read: ``AlterField``, ``RemoveField`` (the column; for a primary
 key or another field that foreign keys point to, their columns as well),
@@ -484,6 +487,9 @@ class MigrateRun:
     dropped: list[Dependent] = field(default_factory=list)
     synced: bool = False
     current_migration: str | None = None
+    # Without ORM_VIEWS_SYNC_ON_MIGRATE: the views that read what the plan changes, to
+    # report the ones Django's DROP COLUMN / DROP TABLE ... CASCADE takes with it.
+    at_risk: list[Dependent] = field(default_factory=list)
 
     def targets_of(self, migration: str | None) -> list[Target]:
         if migration is None:
@@ -534,7 +540,10 @@ def handle_pre_migrate(
     _runs[using] = run
     if plan and apps is not None:
         run.targets = touched_targets(plan, ProjectState.from_apps(apps), connection)
-    if not get_settings().sync_on_migrate or not run.targets:
+    if not run.targets:
+        return
+    if not get_settings().sync_on_migrate:
+        run.at_risk = dependents_of(connection, run.targets)
         return
     run.dropped = drop_dependent_views(connection, run.targets)
     if run.dropped:
@@ -566,6 +575,8 @@ def handle_post_migrate(
         return
     run = _runs.get(using)
     if not get_settings().sync_on_migrate:
+        if run is not None and run.at_risk:
+            report_cascaded_views(connections[using], run.at_risk, verbosity, stdout)
         forget_run(using)
         return
     from .registry import views_for_database
@@ -586,6 +597,33 @@ def handle_post_migrate(
     forget_run(using)
     for result in report:
         _write(stdout, verbosity, result.summary())
+
+
+def report_cascaded_views(
+    connection: BaseDatabaseWrapper,
+    views: Sequence[Dependent],
+    verbosity: int,
+    stdout: TextIO | None,
+) -> list[Dependent]:
+    """Say which views the migrations dropped along with the columns or tables they read
+    (Django drops both with CASCADE). Returns them."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT oid FROM pg_class WHERE oid = ANY(%s::oid[])", [[item.oid for item in views]]
+        )
+        remaining = {int(oid) for (oid,) in cursor.fetchall()}
+    gone = [item for item in views if item.oid not in remaining]
+    if gone:
+        names = ", ".join(item.qualified_name for item in gone)
+        _write(
+            stdout,
+            verbosity,
+            f"The migrations dropped {len(gone)} view(s) on database '{connection.alias}' "
+            f"together with the columns or tables they read (Django drops them with CASCADE): "
+            f"{names}. Run `manage.py sync_views` to create them again, or set "
+            "ORM_VIEWS_SYNC_ON_MIGRATE = True so that migrate does it.",
+        )
+    return gone
 
 
 @contextmanager
@@ -724,7 +762,11 @@ def explain_migration_failure(error: BaseException, database: str) -> str | None
         )
     if not dependents and detail:
         lines.append(f"PostgreSQL says: {' '.join(detail.split())}")
-    if get_settings().sync_on_migrate:
+    if get_settings().sync_on_migrate and not ours and others:
+        lines.append(
+            f"ORM_VIEWS_SYNC_ON_MIGRATE only drops and syncs the views of the {schema!r} schema."
+        )
+    elif get_settings().sync_on_migrate:
         lines.append(
             "ORM_VIEWS_SYNC_ON_MIGRATE is on, but this operation is not one django-orm-views "
             "reads (RunSQL or RunPython, for instance): list what it changes in its hints, "
