@@ -286,3 +286,27 @@ def test_an_invalid_declaration_is_a_command_error(declared_views: list[type]) -
 )
 def test_sizes_read_like_pg_size_pretty(size: int, shown: str) -> None:
     assert human_size(size) == shown
+
+
+@pytest.mark.django_db
+def test_leftover_schemas_are_mentioned() -> None:
+    sync_views(database="default")
+    with connection.cursor() as cursor:
+        cursor.execute('CREATE SCHEMA "views__old_deadbeef"')
+    _, _, footer = table()
+    assert footer[-1] == (
+        "Schema views__old_deadbeef was left by an interrupted sync; the next sync drops it."
+    )
+
+
+@pytest.mark.django_db
+def test_without_the_history_table_refreshes_show_as_never(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sync_views(database="default")
+    refresh_materialized_views()
+    with connection.cursor() as cursor:  # undone with the test's transaction
+        cursor.execute('DROP TABLE "django_orm_views_refreshrecord"')
+    _, rows, _ = table()
+    assert rows["shop_dailysales"][-2:] == ["never", "-"]
+    assert "The refresh history cannot be read" in caplog.text

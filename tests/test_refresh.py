@@ -697,3 +697,68 @@ def test_views_of_another_database_are_refreshed_there_and_recorded_in_default()
         "Did you mean: warehouse_dailymovements? Give a view name (e.g. shop_dailysales) or "
         "app_label.ClassName; `manage.py list_views` lists them.\n"
     )
+
+
+@pytest.mark.usefixtures("clean_views_schema")
+def test_a_refresh_waits_for_a_running_sync_then_gives_up_clearly() -> None:
+    # Committed: inside a transaction, the sync would hold its lock until the end of it.
+    from django_orm_views.sync import _advisory_key
+
+    sync_views(database="default")
+    database = connections["default"]
+    holder = database.get_new_connection(database.get_connection_params())
+    holder.autocommit = True
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [_advisory_key("views")])
+        with override_settings(ORM_VIEWS_SYNC_LOCK_WAIT=0.2):
+            result = run_command("refresh_views", "shop_dailysales")
+    finally:
+        holder.close()
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "CommandError: A sync of database 'default' held the sync lock for more than "
+        "0.2s. Let it finish, then refresh again.\n"
+    )
+
+
+@pytest.mark.django_db
+class TestMore:
+    def test_an_outside_dependent_prevents_a_swap_and_says_what_to_do(
+        self, declared_views: list[type]
+    ) -> None:
+        declare("CountriesNoKey", sql=COUNTRIES_SQL)
+        sync_views(database="default")
+        with connection.cursor() as cursor:
+            cursor.execute('CREATE VIEW public.report AS SELECT * FROM "views"."countriesnokey"')
+
+        result = run_command("refresh_views", "countriesnokey")
+
+        assert result.exit_code == 1
+        assert result.stderr.startswith(
+            f"CommandError: Refreshing view CountriesNoKey ({MODULE}) on database 'default' "
+            "failed: it has to be rebuilt beside the live view, and Refusing to sync database "
+            "'default': objects outside the 'views' schema depend on views this sync would "
+            "replace or drop (view public.report depends on views.countriesnokey)."
+        )
+        assert result.stderr.endswith(
+            "Alternatively give it a unique index (`pk_field`) so that it can be refreshed "
+            "concurrently.\n"
+        )
+
+    def test_nothing_to_refresh(self, declared_views: list[type]) -> None:
+        declared_views[:] = [view for view in declared_views if not view.is_materialized()]
+        sync_views(database="default")
+        result = run_command("refresh_views")
+        assert (result.exit_code, result.stdout) == (
+            0,
+            "No materialized views to refresh on database 'default'.\n",
+        )
+        assert refresh_materialized_views([]) == []
+
+    @override_settings(ORM_VIEWS_REFRESH_HISTORY_LIMIT=None)
+    def test_a_limit_of_none_keeps_every_refresh(self) -> None:
+        sync_views(database="default")
+        for _ in range(3):
+            refresh_materialized_views(["shop_dailysales"])
+        assert refresh_history("shop_dailysales").count() == 3
