@@ -12,6 +12,7 @@ help:
 	@echo "make install  create $(VENV) and install the package with the [$(EXTRAS)] extras"
 	@echo "make demo     migrate, seed, sync the views and read them as the analytics role"
 	@echo "make test     run the test suite under coverage (PYTEST_ARGS=... to pass options)"
+	@echo "make test-matrix  the tests for Django 4.2/5.1/5.2 x psycopg2/psycopg 3 x servers (nox)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make format   ruff format and ruff check --fix"
 	@echo "make bench    run every benchmarks/bench_*.py"
@@ -38,6 +39,14 @@ test: $(INSTALLED)
 	if [ $$status -ne 0 ]; then exit $$status; fi; \
 	$(BIN)/python -m coverage combine --quiet; \
 	$(BIN)/python -m coverage report
+
+# The support matrix (noxfile.py): one nox session for each Django and driver, each
+# running the suite against the embedded and the machine PostgreSQL; virtualenvs are
+# reused. NOX_ARGS passes options (NOX_ARGS=--list shows the sessions);
+# ORM_VIEWS_MATRIX_SERVERS=machine limits the servers.
+.PHONY: test-matrix
+test-matrix: $(INSTALLED)
+	$(BIN)/nox $(NOX_ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
