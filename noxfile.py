@@ -4,9 +4,13 @@
     nox -s "tests(django='5.2', driver='psycopg')"
     ORM_VIEWS_MATRIX_SERVERS=machine nox   # one server only
 
-Each session installs one Django and one driver only (Django would pick psycopg 3 over
-psycopg2 if both were there), then runs the test suite once for each server in
-ORM_VIEWS_MATRIX_SERVERS (default: "embedded machine"):
+Each session installs one Django and the driver Django is to use: psycopg2 sessions have
+no psycopg 3, so Django falls back to psycopg2. psycopg sessions also get psycopg2-binary,
+only because tests/test_sync_faults.py connects its own readers with it; Django picks
+psycopg 3 whenever it is installed, and tests/test_drivers.py checks the driver in use
+(ORM_VIEWS_EXPECTED_DRIVER) and that the package imports neither driver itself. The
+test suite then runs once for each server in ORM_VIEWS_MATRIX_SERVERS (default:
+"embedded machine"):
 
 - ``embedded``: DATABASE_URL unset, so test_project starts a private pgserver whose data
   lives in .nox/pgdata (not the development server in .pgdata);
@@ -33,6 +37,8 @@ nox.options.sessions = ["tests"]
 ROOT = Path(__file__).resolve().parent
 DJANGO_VERSIONS = ["4.2", "5.1", "5.2"]
 DRIVERS = {"psycopg2": "psycopg2-binary>=2.9", "psycopg": "psycopg[binary]>=3.1"}
+# Test-only clients a session needs besides its driver (see the docstring).
+TEST_CLIENTS = {"psycopg2": [], "psycopg": ["psycopg2-binary>=2.9"]}
 SERVERS = ("embedded", "machine")
 TEST_REQUIREMENTS = [
     "pytest>=8",
@@ -65,7 +71,8 @@ def machine_url(database: str) -> str:
 @nox.parametrize("django", DJANGO_VERSIONS)
 def tests(session: nox.Session, django: str, driver: str) -> None:
     chosen = servers()
-    requirements = [f"Django~={django}.0", DRIVERS[driver], *TEST_REQUIREMENTS]
+    requirements = [f"Django~={django}.0", DRIVERS[driver], *TEST_CLIENTS[driver]]
+    requirements += TEST_REQUIREMENTS
     if "embedded" in chosen:
         requirements.append(EMBEDDED_REQUIREMENT)
     session.install("-e", str(ROOT), *requirements)

@@ -14,6 +14,8 @@ from django_orm_views.permissions import create_view_permissions
 from test_project.shop.factories import CustomerFactory, OrderFactory, OrderLineFactory
 from test_project.warehouse.models import StockMovement
 
+from .utils import run_command
+
 pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
 
 CUSTOMERS = "/admin/shop/customersanitised/"
@@ -74,6 +76,12 @@ class TestPermissions:
         assert create_view_permissions() == []
         Permission.objects.filter(codename="view_ordersummary").delete()
         assert create_view_permissions() == ["shop.view_ordersummary"]
+
+    def test_remove_stale_contenttypes_keeps_them(self) -> None:
+        result = run_command("remove_stale_contenttypes", "--noinput", verbosity=2)
+        assert result.exit_code == 0, result.stderr
+        assert "Deleting stale content type" not in result.stdout
+        assert Permission.objects.filter(codename="view_customersanitised").exists()
 
 
 class TestStaffAccess:

@@ -6,9 +6,11 @@ install one of them only and set ORM_VIEWS_EXPECTED_DRIVER to check which one ru
 
 from __future__ import annotations
 
+import ast as python_ast
 import datetime as dt
 import os
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from django.db import connection, models
 from django.db.models import Q, Value
 from pglast import ast, parse_sql, visitors
 
+import django_orm_views
 from django_orm_views import PostgresViewFromQueryset, PostgresViewFromSQL, sync_views
 from django_orm_views.compiler import render_view
 from test_project.shop.factories import CustomerFactory, OrderFactory
@@ -47,6 +50,24 @@ def test_the_expected_driver_runs() -> None:
     expected = os.environ.get("ORM_VIEWS_EXPECTED_DRIVER")
     if expected:
         assert driver == expected
+
+
+def test_the_package_imports_no_driver() -> None:
+    """Django chooses the driver; the package only ever goes through Django."""
+    package = Path(django_orm_views.__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        tree = python_ast.parse(path.read_text(), filename=str(path))
+        imported = {
+            alias.name.split(".")[0]
+            for node in python_ast.walk(tree)
+            if isinstance(node, python_ast.Import)
+            for alias in node.names
+        } | {
+            node.module.split(".")[0]
+            for node in python_ast.walk(tree)
+            if isinstance(node, python_ast.ImportFrom) and node.module
+        }
+        assert not imported & {"psycopg", "psycopg2"}, path
 
 
 def test_queryset_parameters_of_every_kind(declared_views: list[type]) -> None:
