@@ -47,7 +47,7 @@ from django.db.migrations import operations
 from django.db.migrations.state import ProjectState
 
 from .conf import get_settings
-from .exceptions import ExternalDependentsError, SyncError
+from .exceptions import ExternalDependentsError, SyncError, ViewError
 from .introspection import old_schema_prefix, staging_schema_name
 from .views import quote_identifier
 
@@ -539,11 +539,25 @@ def handle_pre_migrate(
     run = MigrateRun(database=using, plan=plan)
     _runs[using] = run
     if plan and apps is not None:
-        run.targets = touched_targets(plan, ProjectState.from_apps(apps), connection)
+        try:
+            run.targets = touched_targets(plan, ProjectState.from_apps(apps), connection)
+        except Exception as error:
+            # A custom operation the reader does not understand must never stop a
+            # migrate: go on without dropping anything, and say so.
+            _write(
+                stdout,
+                verbosity,
+                f"django-orm-views could not read the migration plan ({type(error).__name__}: "
+                f"{error}); no view is dropped before the migrations.",
+            )
+            return
     if not run.targets:
         return
     if not get_settings().sync_on_migrate:
-        run.at_risk = dependents_of(connection, run.targets)
+        try:
+            run.at_risk = dependents_of(connection, run.targets)
+        except DatabaseError:
+            run.at_risk = []
         return
     run.dropped = drop_dependent_views(connection, run.targets)
     if run.dropped:
@@ -589,7 +603,7 @@ def handle_post_migrate(
         return
     try:
         report = sync_views(database=using)
-    except SyncError as error:
+    except ViewError as error:
         raise SyncError(
             f"The migrations were applied to database '{using}', but syncing its views "
             f"afterwards failed: {error}"

@@ -8,6 +8,7 @@ test databases. The first tests read the plan without any database.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 from django.db import connections, migrations, models
+from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ModelState, ProjectState
 
 from django_orm_views.migrate import TABLES_HINT, Target, touched_targets
@@ -185,6 +187,34 @@ class TestReadingThePlan:
         on_warehouse = touched_targets([(plan, False)], state.clone(), connections["warehouse"])
         assert on_default == []
         assert on_warehouse == [Target("warehouse_stockmovement", "location", "warehouse.0002")]
+
+    def test_an_operation_the_reader_cannot_follow_never_stops_migrate(self) -> None:
+        class Unknown(Operation):
+            def state_forwards(self, app_label: str, state: ProjectState) -> None:
+                raise RuntimeError("boom")
+
+        from django.apps import apps
+
+        from django_orm_views.migrate import current_run, forget_run, handle_pre_migrate
+
+        first = next(config for config in apps.get_app_configs() if config.models_module)
+        output = io.StringIO()
+        try:
+            handle_pre_migrate(
+                first,
+                using="default",
+                plan=[(migration("0002", Unknown()), False)],
+                apps=apps,
+                stdout=output,
+            )
+            run = current_run("default")
+            assert run is not None and run.targets == []
+        finally:
+            forget_run("default")
+        assert output.getvalue() == (
+            "django-orm-views could not read the migration plan (RuntimeError: boom); no view "
+            "is dropped before the migrations.\n"
+        )
 
 
 # Running migrate ----------------------------------------------------------------------
@@ -463,6 +493,24 @@ class TestSyncOnMigrate:
         assert db.applied() == ["0001_initial"]
         assert db.views() == INITIAL_VIEWS
         assert db.manage("sync_views", "--check", stage="initial").exit_code == 0
+
+    def test_a_sync_that_fails_after_the_migrations_says_they_were_applied(
+        self, at_0001: MigratingDatabase
+    ) -> None:
+        db = at_0001
+        # The final code reads item.title, which only 0003 creates.
+        result = db.manage("migrate", "migrating_app", "0002", sync_on_migrate=True)
+        assert result.exit_code == 1
+        assert result.stderr.startswith(
+            "CommandError: The migrations were applied to database 'default', but syncing its "
+            "views afterwards failed: View ItemPrices (tests.migrating_app.postgres_views): "
+            "PostgreSQL refused `CREATE VIEW"
+        )
+        assert 'column "title" does not exist' in result.stderr
+        assert db.applied() == ["0001_initial", "0002_alter_price_type"]
+        # Finishing the migrations syncs everything.
+        assert db.manage("migrate", sync_on_migrate=True).exit_code == 0
+        assert db.views() == INITIAL_VIEWS
 
 
 class TestWithoutSyncOnMigrate:
