@@ -241,3 +241,22 @@ class TestDjangoTestRunner:
         )
         assert run.returncode == 0, run.output
         assert run.views() == ALL_VIEWS
+
+
+@pytest.mark.django_db(databases=["default", "warehouse"])
+def test_sync_test_views_syncs_the_aliases_given() -> None:
+    from django_orm_views.testing import sync_test_views
+
+    from .conftest import drop_view_schemas
+    from .utils import relations_in
+
+    drop_view_schemas("default")
+    drop_view_schemas("warehouse")
+    sync_test_views(["warehouse"])
+    assert set(relations_in("views", "warehouse")) >= {
+        "warehouse_stocklevel",
+        "warehouse_dailymovements",
+    }
+    assert relations_in("views", "default") == {}
+    sync_test_views()
+    assert "shop_dailysales" in relations_in("views", "default")
