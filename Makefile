@@ -58,7 +58,8 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 
 # Each script creates and drops a database of its own on DATABASE_URL's server (default
-# postgresql://postgres@127.0.0.1:5432) and writes benchmarks/results/<script>.json.
+# postgresql://postgres@127.0.0.1:5432) and writes benchmarks/results/<script>.json,
+# which update_readme.py quotes in benchmarks/README.md.
 # BENCH_ARGS is passed to every script, e.g. BENCH_ARGS="--rows 100000 --repeat 1".
 bench: $(INSTALLED)
 	@set -e; found=0; \
@@ -69,7 +70,8 @@ bench: $(INSTALLED)
 		$(BIN)/python "$$script" $(BENCH_ARGS); \
 		echo; \
 	done; \
-	if [ $$found -eq 0 ]; then echo "no benchmarks/bench_*.py to run"; fi
+	if [ $$found -eq 0 ]; then echo "no benchmarks/bench_*.py to run"; \
+	else $(BIN)/python benchmarks/update_readme.py; fi
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .coverage .coverage.* htmlcov \

@@ -368,13 +368,23 @@ def environment(database: Database) -> dict[str, Any]:
             text=True,
             check=False,
         ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--", "django_orm_views"],
+                cwd=REPO_DIR,
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+        )
     except OSError:
-        commit = ""
+        commit, dirty = "", False
     import django
 
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "commit": commit,
+        "package_has_uncommitted_changes": dirty,
         "postgresql": server_version,
         "python": platform.python_version(),
         "django": django.get_version(),

@@ -48,6 +48,7 @@ SCENARIO_LABELS = {
 def measure(
     database: common.Database, rows: int, strategy: str, force: bool, before_sync: Any
 ) -> dict[str, Any]:
+    from django_orm_views.exceptions import SyncError
     from django_orm_views.sync import sync_views
 
     context = multiprocessing.get_context("spawn")
@@ -55,8 +56,11 @@ def measure(
     process = context.Process(
         target=reader_loop,
         args=(database.connect_kwargs(), READER_SQL, rows, ready, stop, results),
+        daemon=True,
     )
     process.start()
+    samples = None
+    sync_error = None
     try:
         if not ready.wait(60):
             raise RuntimeError("the reader process did not start")
@@ -64,14 +68,24 @@ def measure(
         common.warm_up_django()
         time.sleep(IDLE_SECONDS)
         sync_started = time.monotonic()
-        report = sync_views(strategy=strategy, force=force)
+        try:
+            report = sync_views(strategy=strategy, force=force)
+            assert report["default"].applied
+        except SyncError as error:
+            # Counted and reported: a sync that fails leaves the live views unchanged.
+            sync_error = str(error)
         sync_ended = time.monotonic()
-        assert report["default"].applied
         time.sleep(TAIL_SECONDS)
     finally:
         stop.set()
-    samples = results.get(timeout=120)
-    process.join(30)
+        try:
+            if ready.is_set():
+                samples = results.get(timeout=120)
+        finally:
+            process.join(10)
+            if process.is_alive():
+                process.terminate()
+    assert samples is not None
 
     idle = [duration for started, duration, _ in samples if started + duration < sync_started]
     during = [
@@ -88,6 +102,8 @@ def measure(
         "queries_during_sync": len(during),
         "errors": len(errors),
         "error_messages": sorted(Counter(errors).items()),
+        "sync_failed": sync_error is not None,
+        "sync_error": sync_error,
     }
 
 
@@ -137,6 +153,7 @@ def run(database: common.Database, args: Any) -> None:
                 f"reader max {common.fmt_ms(outcome['max_s'])}, median "
                 f"{common.fmt_ms(outcome['median_s'])} (idle {common.fmt_ms(outcome['idle_median_s'])}), "
                 f"{outcome['queries_during_sync']} queries, {outcome['errors']} errors"
+                + (", SYNC FAILED" if outcome["sync_failed"] else "")
             )
     connections.close_all()
 
@@ -144,8 +161,11 @@ def run(database: common.Database, args: Any) -> None:
     for name, _, _ in SCENARIOS:
         outcomes = measured[name]
         messages: Counter[str] = Counter()
+        sync_messages: Counter[str] = Counter()
         for outcome in outcomes:
             messages.update(dict(outcome["error_messages"]))
+            if outcome["sync_error"]:
+                sync_messages[outcome["sync_error"]] += 1
         figures[name] = {
             "max_ms": common.ms(common.median([o["max_s"] for o in outcomes])),
             "worst_max_ms": common.ms(max(o["max_s"] for o in outcomes)),
@@ -154,6 +174,8 @@ def run(database: common.Database, args: Any) -> None:
             "sync_ms": common.ms(common.median([o["sync_s"] for o in outcomes])),
             "errors": sum(o["errors"] for o in outcomes),
             "error_messages": dict(messages),
+            "sync_failures": sum(1 for o in outcomes if o["sync_failed"]),
+            "sync_error_messages": dict(sync_messages),
             "queries_during_sync": int(common.median([o["queries_during_sync"] for o in outcomes])),
         }
     floor_ms = common.median(
@@ -175,7 +197,8 @@ def run(database: common.Database, args: Any) -> None:
             common.fmt_ms(figure["max_ms"] / 1000),
             common.fmt_ratio(figure["max_ms"] / floor_ms),
             f"worst {common.fmt_ms(figure['worst_max_ms'] / 1000)}; sync "
-            f"{common.fmt_ms(figure['sync_ms'] / 1000)}; {figure['errors']} errors",
+            f"{common.fmt_ms(figure['sync_ms'] / 1000)}; {figure['errors']} reader errors; "
+            f"{figure['sync_failures']} failed syncs",
         )
         table.add(
             f"{label}: median",
@@ -185,22 +208,28 @@ def run(database: common.Database, args: Any) -> None:
         )
     table.print()
     for name, figure in figures.items():
-        for message, count in figure["error_messages"].items():
-            print(f"  {name}: reader error x{count}:")
-            for line in message.splitlines():
-                print(f"    {line}")
+        for kind, key in (
+            ("reader error", "error_messages"),
+            ("failed sync", "sync_error_messages"),
+        ):
+            for message, count in figure[key].items():
+                print(f"  {name}: {kind} x{count}:")
+                for line in message.splitlines():
+                    print(f"    {line}")
 
     print()
     common.summary(
         f"reader stall, swap: max {common.fmt_ms(swap['max_ms'] / 1000)} median of "
         f"{args.repeat} (worst {common.fmt_ms(swap['worst_max_ms'] / 1000)}; target <= 50 ms: "
         f"{common.verdict(swap['max_ms'] <= 50)}); median {common.fmt_ms(swap['median_ms'] / 1000)}; "
-        f"{swap['errors']} reader errors (target 0: {common.verdict(swap['errors'] == 0)})"
+        f"{swap['errors']} reader errors (target 0: {common.verdict(swap['errors'] == 0)}); "
+        f"{swap['sync_failures']} failed syncs"
     )
     common.summary(
         f"reader stall, recreate: max {common.fmt_ms(recreate['max_ms'] / 1000)} (the rebuild: "
         f"sync {common.fmt_ms(recreate['sync_ms'] / 1000)}); median "
-        f"{common.fmt_ms(recreate['median_ms'] / 1000)}; {recreate['errors']} reader errors"
+        f"{common.fmt_ms(recreate['median_ms'] / 1000)}; {recreate['errors']} reader errors; "
+        f"{recreate['sync_failures']} failed syncs (of {args.repeat})"
     )
     common.summary(
         f"reader stall ratio swap/recreate: {swap_vs_recreate:.4f} "
@@ -211,7 +240,7 @@ def run(database: common.Database, args: Any) -> None:
     common.summary(
         f"reader stall, swap keeping the materialized view: max "
         f"{common.fmt_ms(keep['max_ms'] / 1000)} (worst {common.fmt_ms(keep['worst_max_ms'] / 1000)}); "
-        f"{keep['errors']} reader errors"
+        f"{keep['errors']} reader errors; {keep['sync_failures']} failed syncs"
     )
 
     common.write_results(
@@ -227,7 +256,11 @@ def run(database: common.Database, args: Any) -> None:
             },
             "samples": {
                 name: [
-                    {key: value for key, value in outcome.items() if key != "error_messages"}
+                    {
+                        key: value
+                        for key, value in outcome.items()
+                        if key not in ("error_messages", "sync_error")
+                    }
                     for outcome in outcomes
                 ]
                 for name, outcomes in measured.items()

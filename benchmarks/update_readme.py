@@ -1,0 +1,171 @@
+"""Rewrite the "Results" section of benchmarks/README.md from benchmarks/results/*.json.
+
+Run by ``make bench`` after the scripts; ``--check`` only prints the section.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+README = BENCH_DIR / "README.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def load(script: str) -> dict[str, Any] | None:
+    path = BENCH_DIR / "results" / f"{script}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def ms(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f} ms"
+    if value >= 10:
+        return f"{value:.1f} ms"
+    return f"{value:.2f} ms"
+
+
+def errors(figure: dict[str, Any]) -> str:
+    count, failed = figure["errors"], figure.get("sync_failures", 0)
+    text = f"{count} reader error{'' if count == 1 else 's'}"
+    return text + (f", {failed} failed sync{'' if failed == 1 else 's'}" if failed else "")
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def section() -> str:
+    rows: list[tuple[str, str, str, str, str]] = []
+    runs: list[str] = []
+
+    def note_run(data: dict[str, Any]) -> None:
+        env = data["environment"]
+        runs.append(
+            f"`{data['script']}` {env['date']}, commit {env['commit']}"
+            f"{' + uncommitted changes' if env.get('package_has_uncommitted_changes') else ''}, "
+            f"PostgreSQL "
+            f"{env['postgresql'].split()[0]}, {env['cpus']} CPUs, load average "
+            f"{env['load_average_at_start'][0]} at start, "
+            f"{env.get('load_average_at_end', ['?'])[0]} at end"
+        )
+
+    if data := load("bench_reader_stall"):
+        note_run(data)
+        f = data["figures"]
+        floor = f["floor_idle_reader_median_ms"]
+        swap, recreate, keep = f["swap"], f["recreate"], f["swap-keep"]
+        rows += [
+            (
+                "Reader stall, swap (`force=True`)",
+                f"max {ms(swap['max_ms'])} (worst {ms(swap['worst_max_ms'])}); "
+                f"median {ms(swap['median_ms'])}; {errors(swap)}",
+                f"idle reader query {ms(floor)}",
+                f"{swap['max_ms'] / floor:,.0f}x the idle query; "
+                f"{f['swap_vs_recreate_max_ratio']:.3f}x recreate's stall",
+                "<= 50 ms, 0 errors: "
+                + met(
+                    swap["max_ms"] <= 50 and swap["errors"] == 0 and not swap.get("sync_failures")
+                ),
+            ),
+            (
+                "Reader stall, recreate (`force=True`)",
+                f"max {ms(recreate['max_ms'])} (worst {ms(recreate['worst_max_ms'])}); "
+                f"median {ms(recreate['median_ms'])}; {errors(recreate)}",
+                f"idle reader query {ms(floor)}",
+                f"{recreate['max_ms'] / floor:,.0f}x; sync took {ms(recreate['sync_ms'])}",
+                "(the whole rebuild)",
+            ),
+            (
+                "Reader stall, swap keeping the materialized view",
+                f"max {ms(keep['max_ms'])} (worst {ms(keep['worst_max_ms'])}); {errors(keep)}",
+                f"idle reader query {ms(floor)}",
+                f"{keep['max_ms'] / floor:,.0f}x",
+                "(information)",
+            ),
+        ]
+    if data := load("bench_sync_200"):
+        note_run(data)
+        f = data["figures"]
+        trips = max(f["noop_round_trips"], f.get("noop_driver_round_trips", 0))
+        rows += [
+            (
+                "No-op sync, 200 views",
+                f"{ms(f['noop_sync_ms'])}; {f['noop_round_trips']} round trip(s) "
+                f"({f.get('noop_driver_round_trips', '?')} at the driver)",
+                f"catalog read {ms(f['noop_floor_catalog_read_ms'])}",
+                f"{f['noop_vs_floor_ratio']:.1f}x the floor; "
+                f"{f['noop_vs_full_sync_ratio']:.2f}x a full sync",
+                f"<= 50 ms: {met(f['noop_sync_ms'] <= 50)}; <= 3 round trips: {met(trips <= 3)}",
+            ),
+            (
+                "Full sync, 200 views (swap)",
+                ms(f["full_sync_ms"]),
+                f"same DDL via psycopg2 {ms(f['full_sync_floor_psycopg2_ms'])}",
+                f"{f['full_sync_vs_floor_ratio']:.2f}x "
+                f"({f['full_sync_ms'] / f['full_sync_floor_psycopg_ms']:.2f}x psycopg 3's)",
+                f"<= 1.3x: {met(f['full_sync_vs_floor_ratio'] <= 1.3)}",
+            ),
+        ]
+    if data := load("bench_changed_view"):
+        note_run(data)
+        f = data["figures"]
+        rows.append(
+            (
+                f"One changed plain view, 5 materialized views x {data['parameters']['rows']:,} rows",
+                f"{ms(f['changed_view_sync_ms'])}; {f['materialized_repopulated']} "
+                "materialized views repopulated",
+                f"full sync {ms(f['full_sync_ms'])}; by hand {ms(f['changed_view_floor_ms'])}",
+                f"{f['changed_view_sync_pct_of_full']:.1f}% of the full sync; "
+                f"{f['changed_view_vs_floor_ratio']:,.0f}x by hand",
+                f"<= 10%, 0 repopulated: {met(f['changed_view_sync_pct_of_full'] <= 10 and f['materialized_repopulated'] == 0)}",
+            )
+        )
+    if data := load("bench_memory"):
+        note_run(data)
+        f = data["figures"]
+        floor = f["floor_setup_maxrss_mb"]
+        for name, label in (("sync", "full"), ("noop", "no-op"), ("force", "--force")):
+            rows.append(
+                (
+                    f"Peak RSS, `manage.py sync_views` ({label}), 200 views",
+                    f"{f[name]['maxrss_mb']:.1f} MB",
+                    f"Django set up only {floor:.1f} MB",
+                    f"{f[name]['vs_floor_ratio']:.2f}x (+{f[name]['over_floor_mb']:.1f} MB)",
+                    "(no target)",
+                )
+            )
+    if not rows:
+        return "Not measured yet: run `make bench`."
+    lines = [
+        "Medians of the last `make bench` (written by `benchmarks/update_readme.py` from",
+        "`benchmarks/results/*.json`).",
+        "",
+        "| figure | median | floor | ratio | target |",
+        "| --- | --- | --- | --- | --- |",
+        *(f"| {' | '.join(row)} |" for row in rows),
+        "",
+        "Runs:",
+        "",
+        *(f"- {run}" for run in runs),
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    text = section()
+    if "--check" in sys.argv:
+        print(text)
+        return
+    readme = README.read_text()
+    before, rest = readme.split(START, 1)
+    _, after = rest.split(END, 1)
+    README.write_text(f"{before}{START}\n{text}\n{END}{after}")
+    print(f"updated {README.relative_to(BENCH_DIR.parent)}")
+
+
+if __name__ == "__main__":
+    main()
