@@ -9,15 +9,15 @@ from __future__ import annotations
 import datetime
 import decimal
 import hashlib
+import json
 import math
 import uuid
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from pglast import ast, parse_sql, visitors
-from pglast.parser import ParseError
-from pglast.stream import RawStream
+from pglast.parser import ParseError, parse_sql_json, scan
 
 from .exceptions import InvalidViewError
 from .views import (
@@ -95,6 +95,7 @@ class RenderedView:
     indexes: tuple[IndexDefinition, ...]
     references: frozenset[str]
     declared_dependencies: frozenset[str]
+    schema_references: tuple[RelationReference, ...] = ()
 
     @property
     def dependencies(self) -> frozenset[str]:
@@ -135,7 +136,7 @@ def render_view(
             f"View {describe(view)}: its SQL and params do not match ({error}). Write a "
             "literal % as %% and pass one value in `params` for each %s."
         ) from error
-    select_sql = normalise_select(bound, view)
+    parsed = parse_select(bound, view)
     materialized = issubclass(view, PostgresMaterialisedViewMixin)
     return RenderedView(
         view=view,
@@ -144,85 +145,135 @@ def render_view(
         materialized=materialized,
         hidden=bool(view.hidden),
         with_data=bool(getattr(view, "with_data", True)),
-        select_sql=select_sql,
+        select_sql=parsed.sql,
         indexes=tuple(index_definitions(view)) if materialized else (),
-        references=frozenset(referenced_views(select_sql, schema)),
+        references=parsed.references(schema),
         declared_dependencies=frozenset(dep.view_name for dep in view.view_dependencies),
+        schema_references=parsed.schema_references(schema),
     )
+
+
+@dataclass(frozen=True)
+class RelationReference:
+    """A schema-qualified relation the query reads, and where its schema name is written
+    (character offsets into the SQL, end excluded)."""
+
+    schema: str
+    name: str
+    schema_start: int
+    schema_end: int
+
+
+@dataclass(frozen=True)
+class ParsedSelect:
+    sql: str
+    relations: tuple[tuple[str, str, int, str | None], ...]  # schema, name, byte offset, catalog
+
+    def references(self, schema: str) -> frozenset[str]:
+        return frozenset(name for owner, name, _, _ in self.relations if owner == schema)
+
+    def schema_references(self, schema: str) -> tuple[RelationReference, ...]:
+        """Where the query names ``schema``: found from the parser's locations and the
+        scanner's tokens, so that a rewrite never touches literals or comments."""
+        wanted = [relation for relation in self.relations if relation[0] == schema]
+        if not wanted:
+            return ()
+        encoded = self.sql.encode()
+        # The parser reports byte offsets; the scanner, character offsets.
+        tokens = list(scan(self.sql))
+        token_at = {token.start: index for index, token in enumerate(tokens)}
+        references = []
+        for owner, name, byte_offset, catalog in wanted:
+            index = token_at[len(encoded[:byte_offset].decode())]
+            if catalog:
+                index += 2  # catalog . schema . name
+            token = tokens[index]
+            references.append(RelationReference(owner, name, token.start, token.end + 1))
+        return tuple(references)
+
+
+def parse_select(sql: str, view: type[BasePostgresView] | None = None) -> ParsedSelect:
+    """Parse the view's SELECT (without surrounding blanks and trailing semicolons) once,
+    with PostgreSQL's own parser: check it is exactly one query and collect the
+    schema-qualified relations it reads."""
+    text = sql.strip()
+    while text.endswith(";"):
+        text = text[:-1].rstrip()
+    label = f"View {describe(view)}" if view is not None else "The SQL"
+    try:
+        tree = json.loads(parse_sql_json(text))
+    except ParseError as error:
+        raise InvalidViewError(
+            f"{label} has SQL that PostgreSQL cannot parse: {error}. "
+            "Fix the view's `sql` (or `get_queryset`)."
+        ) from error
+    statements = tree.get("stmts", [])
+    if len(statements) != 1 or "SelectStmt" not in statements[0].get("stmt", {}):
+        raise InvalidViewError(
+            f"{label} must have exactly one SELECT (or VALUES) statement as "
+            f"its SQL; found {len(statements)} statement(s). Remove the extra statements."
+        )
+    relations: list[tuple[str, str, int, str | None]] = []
+    pending: list[Any] = [statements[0]]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            range_var = node.get("RangeVar")
+            if isinstance(range_var, dict) and range_var.get("schemaname"):
+                relations.append(
+                    (
+                        range_var["schemaname"],
+                        range_var.get("relname", ""),
+                        range_var.get("location", 0),
+                        range_var.get("catalogname"),
+                    )
+                )
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return ParsedSelect(text, tuple(relations))
 
 
 def normalise_select(sql: str, view: type[BasePostgresView]) -> str:
     """The view's SELECT without surrounding blanks and trailing semicolons, checked to be
     exactly one query that PostgreSQL's parser accepts."""
-    text = sql.strip()
-    while text.endswith(";"):
-        text = text[:-1].rstrip()
-    try:
-        statements = parse_sql(text)
-    except ParseError as error:
-        raise InvalidViewError(
-            f"View {describe(view)} has SQL that PostgreSQL cannot parse: {error}. "
-            "Fix the view's `sql` (or `get_queryset`)."
-        ) from error
-    if len(statements) != 1 or not isinstance(statements[0].stmt, ast.SelectStmt):
-        raise InvalidViewError(
-            f"View {describe(view)} must have exactly one SELECT (or VALUES) statement as "
-            f"its SQL; found {len(statements)} statement(s). Remove the extra statements."
-        )
-    return text
-
-
-class _RelationCollector(visitors.Visitor):
-    def __init__(self, schema: str) -> None:
-        super().__init__()
-        self.schema = schema
-        self.names: set[str] = set()
-
-    def visit_RangeVar(self, ancestors: Any, node: ast.RangeVar) -> None:
-        if node.schemaname == self.schema and node.relname:
-            self.names.add(node.relname)
-
-
-class _SchemaRewriter(visitors.Visitor):
-    def __init__(self, schema: str, target_schema: str, names: Iterable[str]) -> None:
-        super().__init__()
-        self.schema = schema
-        self.target_schema = target_schema
-        self.names = frozenset(names)
-        self.changed = False
-
-    def visit_RangeVar(self, ancestors: Any, node: ast.RangeVar) -> ast.RangeVar | None:
-        if node.schemaname == self.schema and node.relname in self.names:
-            self.changed = True
-            return ast.RangeVar(
-                catalogname=node.catalogname,
-                schemaname=self.target_schema,
-                relname=node.relname,
-                inh=node.inh,
-                relpersistence=node.relpersistence,
-                alias=node.alias,
-                location=node.location,
-            )
-        return None
+    return parse_select(sql, view).sql
 
 
 def referenced_views(select_sql: str, schema: str) -> set[str]:
     """Names of the relations in ``schema`` that the query reads, found by the parser."""
-    collector = _RelationCollector(schema)
-    collector(parse_sql(select_sql))
-    return collector.names
+    return set(parse_select(select_sql).references(schema))
+
+
+def splice_schema(
+    select_sql: str,
+    references: Iterable[RelationReference],
+    target_schema: str,
+    names: Iterable[str] | AbstractSet[str],
+) -> str:
+    """Point the given references (for the relations called ``names``) at
+    ``target_schema``, by replacing the schema token the parser located for each."""
+    wanted = names if isinstance(names, AbstractSet) else frozenset(names)
+    chosen = sorted(
+        (reference for reference in references if reference.name in wanted),
+        key=lambda reference: reference.schema_start,
+        reverse=True,
+    )
+    if not chosen:
+        return select_sql
+    text = select_sql
+    replacement = quote_identifier(target_schema)
+    for reference in chosen:
+        text = text[: reference.schema_start] + replacement + text[reference.schema_end :]
+    return text
 
 
 def rewrite_schema(select_sql: str, schema: str, target_schema: str, names: Iterable[str]) -> str:
     """Point the query's references to ``schema.<name>`` (for each of ``names``) at
-    ``target_schema`` instead. Works on the parse tree; text without such references is
+    ``target_schema`` instead. Driven by the parse tree; text without such references is
     returned unchanged."""
-    tree = parse_sql(select_sql)
-    rewriter = _SchemaRewriter(schema, target_schema, names)
-    rewriter(tree)
-    if not rewriter.changed:
-        return select_sql
-    return str(RawStream()(tree))
+    parsed = parse_select(select_sql)
+    return splice_schema(select_sql, parsed.schema_references(schema), target_schema, names)
 
 
 def index_definitions(view: type[BasePostgresView]) -> list[IndexDefinition]:

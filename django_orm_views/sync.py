@@ -28,7 +28,7 @@ from .compiler import (
     quote_literal,
     quote_role,
     render_view,
-    rewrite_schema,
+    splice_schema,
 )
 from .conf import STRATEGIES, get_settings
 from .exceptions import (
@@ -401,8 +401,26 @@ class Phase:
 
     name: str
     steps: list[Step]
-    # Phases that take locks readers may hold run with a short lock_timeout and retry.
+    # Retried when it times out on a lock or is chosen as a deadlock victim.
     retry_on_lock: bool = False
+    # Waits at most ORM_VIEWS_SWAP_LOCK_TIMEOUT_MS for each lock, so that readers queued
+    # behind it are never held up longer than that.
+    lock_timeout: bool = False
+    # Sent as one string: one round trip, and the shortest possible transaction.
+    single_batch: bool = False
+
+    def batches(self) -> list[Step]:
+        """The steps joined into as few round trips as keep errors attributable: all of
+        them, or one batch for each view's consecutive statements."""
+        if self.single_batch and self.steps:
+            return [Step(";\n".join(step.sql for step in self.steps))]
+        batches: list[Step] = []
+        for step in self.steps:
+            if batches and batches[-1].view == step.view:
+                batches[-1] = Step(f"{batches[-1].sql};\n{step.sql}", step.view)
+            else:
+                batches.append(step)
+        return batches
 
 
 @dataclass
@@ -461,13 +479,15 @@ def _schema_grant_steps(schema: str, add: Iterable[str], revoke: Iterable[str]) 
 def _create_steps(plan: SyncPlan, names: Iterable[str], target_schema: str) -> list[Step]:
     """CREATE, COMMENT and GRANT of ``names`` (in dependency order) in ``target_schema``;
     references between them are rewritten to ``target_schema``."""
-    names = [name for name in plan.order if name in set(names)]
+    chosen = frozenset(names)
     steps = []
-    for name in names:
+    for name in (name for name in plan.order if name in chosen):
         item = plan.rendered[name]
         select_sql = None
         if target_schema != plan.schema:
-            select_sql = rewrite_schema(item.select_sql, plan.schema, target_schema, names)
+            select_sql = splice_schema(
+                item.select_sql, item.schema_references, target_schema, chosen
+            )
         for sql in item.create_statements(target_schema, select_sql):
             steps.append(Step(sql, name))
         steps.extend(_populate_steps(plan, name, target_schema))
@@ -508,6 +528,25 @@ def _populate_steps(plan: SyncPlan, name: str, target_schema: str) -> list[Step]
     return steps
 
 
+def _drop_dependents_first(plan: SyncPlan) -> list[Step]:
+    """DROP statements for the live views, every view before the views it reads.
+
+    Readers lock a view before the relations under it; ``DROP SCHEMA ... CASCADE`` alone
+    would lock them the other way round and deadlock with such a reader.
+    """
+    position = {name: index for index, name in enumerate(plan.order)}
+    existing = [
+        item
+        for item in plan.snapshot.objects.values()
+        if item.kind in ("view", "materialized view")
+    ]
+    existing.sort(key=lambda item: (-position.get(item.name, len(position)), item.name))
+    return [
+        Step(f"DROP {_keyword(item.kind)} IF EXISTS {_qualified(plan.schema, item.name)} CASCADE")
+        for item in existing
+    ]
+
+
 def _raise_for_dependents(plan: SyncPlan, dependents: list[ExternalDependent]) -> None:
     listed = "; ".join(
         f"{dependent.dependent_kind} {dependent.dependent} depends on {plan.schema}.{dependent.view}"
@@ -545,12 +584,13 @@ def compile_plan(plan: SyncPlan, connection: BaseDatabaseWrapper) -> CompiledPla
         if dependents:
             _raise_for_dependents(plan, dependents)
         steps = [
+            *_drop_dependents_first(plan),
             Step(_drop_schema_sql(schema)),
             Step(f"CREATE SCHEMA {quote_identifier(schema)}"),
             *_schema_grant_steps(schema, plan.roles, ()),
             *_create_steps(plan, plan.order, schema),
         ]
-        return CompiledPlan([Phase("recreate", steps)])
+        return CompiledPlan([Phase("recreate", steps, retry_on_lock=True)])
 
     # Swap: keep unchanged materialized views (and anything an outside object depends
     # on) by moving them across; build everything else in the staging schema.
@@ -604,7 +644,11 @@ def compile_plan(plan: SyncPlan, connection: BaseDatabaseWrapper) -> CompiledPla
         Step(f"ALTER SCHEMA {quote_identifier(staging)} RENAME TO {quote_identifier(schema)}")
     )
     return CompiledPlan(
-        [Phase("build", build), Phase("swap", swap, retry_on_lock=True)], drop_schema=old_schema
+        [
+            Phase("build", build),
+            Phase("swap", swap, retry_on_lock=True, lock_timeout=True, single_batch=True),
+        ],
+        drop_schema=old_schema,
     )
 
 
@@ -672,13 +716,13 @@ def _execute_phase(
         try:
             with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
                 previous_timeout = None
-                if phase.retry_on_lock:
+                if phase.lock_timeout:
                     cursor.execute(
                         "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
                         [f"{settings.swap_lock_timeout_ms}ms"],
                     )
                     previous_timeout = cursor.fetchone()[0]
-                for step in phase.steps:
+                for step in phase.batches():
                     started = time.perf_counter()
                     _execute_step(cursor, step, plan)
                     if step.view is not None:

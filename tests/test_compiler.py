@@ -105,3 +105,16 @@ def test_a_missing_dependency_is_not_reported_as_a_cycle() -> None:
         "View A (shop.postgres_views) reads views.ghost, but no view class on database "
         "'default' is named 'ghost'. Declare that view, or fix the SQL."
     )
+
+
+def test_rewrite_handles_quoting_spacing_multibyte_text_and_catalogs() -> None:
+    sql = (
+        "SELECT é.x, 'views.a' AS note FROM views.\"a\" é "
+        'JOIN "views" . b USING (x) JOIN mydb.views.c USING (x) -- views.a'
+    )
+    rewritten = rewrite_schema(sql, "views", "views__staging", ["a", "b", "c"])
+    assert rewritten == (
+        "SELECT é.x, 'views.a' AS note FROM \"views__staging\".\"a\" é "
+        'JOIN "views__staging" . b USING (x) JOIN mydb."views__staging".c USING (x) -- views.a'
+    )
+    assert referenced_views(rewritten, "views") == set()
