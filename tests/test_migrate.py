@@ -188,6 +188,26 @@ class TestReadingThePlan:
         assert on_default == []
         assert on_warehouse == [Target("warehouse_stockmovement", "location", "warehouse.0002")]
 
+    def test_removing_order_with_respect_to_drops_the_order_column(self) -> None:
+        state = project_state()
+        state.models["library", "book"].options["order_with_respect_to"] = "author"
+        plan = migration("0002", migrations.AlterOrderWithRespectTo("book", None))
+        found = touched_targets([(plan, False)], state, connections["default"])
+        assert found == [Target("library_book", "_order", "library.0002")]
+
+    def test_unapplying_hinted_and_separate_operations(self) -> None:
+        plan = migration(
+            "0002",
+            migrations.SeparateDatabaseAndState(
+                database_operations=[migrations.AlterField("author", "name", models.TextField())]
+            ),
+            migrations.RunSQL("SELECT 1", hints={TABLES_HINT: ["legacy_codes.code"]}),
+        )
+        assert targets((plan, True)) == [
+            ("legacy_codes", "code", "library.0002"),
+            ("library_author", None, "library.0002"),
+        ]
+
     def test_an_operation_the_reader_cannot_follow_never_stops_migrate(self) -> None:
         class Unknown(Operation):
             def state_forwards(self, app_label: str, state: ProjectState) -> None:
@@ -476,6 +496,49 @@ class TestSyncOnMigrate:
             "migrate again.\n"
         )
         assert db.applied() == ["0001_initial"]
+        assert db.views() == INITIAL_VIEWS
+
+    def test_leftover_schemas_that_read_the_columns_are_dropped(
+        self, at_0001: MigratingDatabase
+    ) -> None:
+        db = at_0001
+        db.fetch("CREATE SCHEMA views__old_0badcafe")
+        db.fetch("CREATE VIEW views__old_0badcafe.prices AS SELECT price FROM migrating_app_item")
+        result = db.manage("migrate", sync_on_migrate=True)
+        assert result.exit_code == 0, result.stderr
+        assert db.fetch("SELECT to_regnamespace('views__old_0badcafe')") == [(None,)]
+
+    def test_a_reader_of_a_view_to_drop_delays_migrate_without_blocking_others(
+        self, at_0001: MigratingDatabase
+    ) -> None:
+        db = at_0001
+        with driver_connection(db.settings_dict, db.name) as holder:
+            holder.autocommit = False
+            cursor = holder.cursor()
+            cursor.execute("SELECT count(*) FROM views.migrating_itemprices")
+            cursor.fetchall()  # the transaction stays open, its lock held
+            migrate = threading.Thread(
+                target=lambda: setattr(
+                    migrate, "result", db.manage("migrate", sync_on_migrate=True)
+                )
+            )
+            migrate.start()
+            # Wait until the drop is trying (and retrying, with a short lock_timeout).
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not db.fetch(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND (query LIKE 'DROP VIEW%%' "
+                "OR query LIKE '%%lock_timeout%%')"
+            ):
+                time.sleep(0.005)
+            time.sleep(0.5)
+            # It never queues other readers of the view behind it.
+            assert db.fetch("SELECT count(*) FROM views.migrating_itemprices") == [(200,)]
+            assert migrate.is_alive()
+            holder.rollback()
+        migrate.join(120)
+        result = migrate.result  # type: ignore[attr-defined]
+        assert result.exit_code == 0, result.stderr
         assert db.views() == INITIAL_VIEWS
 
     def test_a_failed_migration_puts_the_dropped_views_back(
