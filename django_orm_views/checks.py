@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from django.core import checks
@@ -46,6 +49,22 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 
 # Checks added for the Django integration (ids from E020 up) -----------------------------
+
+# Set while this package's ``migrate`` command runs: its database checks only matter
+# to a migrate that syncs the views when it ends (ORM_VIEWS_SYNC_ON_MIGRATE).
+running_migrate: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "orm_views_running_migrate", default=False
+)
+
+
+@contextlib.contextmanager
+def checks_for_migrate() -> Iterator[None]:
+    token = running_migrate.set(True)
+    try:
+        yield
+    finally:
+        running_migrate.reset(token)
+
 
 # Schemas that belong to PostgreSQL or, usually, to the project's own tables: a sync
 # renames or drops its schema, so it must never be one of these.
@@ -128,9 +147,12 @@ def check_database_contents(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
     """Checks that query the databases: only run for ``check --database <alias>`` (and by
-    ``migrate`` for its database), like Django's own database checks."""
+    ``migrate`` for its database when it syncs the views), like Django's own database
+    checks."""
     if not databases:
         return []
+    if running_migrate.get() and not get_settings().sync_on_migrate:
+        return []  # a migrate that never syncs has no use for these checks
     from django.db import DatabaseError, connections
 
     from .introspection import missing_roles, read_catalog

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.db import connections
 from django.test import override_settings
 
@@ -90,6 +93,16 @@ class TestDatabaseChecks:
             "database 'default': no_such_role_e020. A sync would fail granting SELECT.\n"
             "\tHINT: Create them (CREATE ROLE ...) or remove them from the setting." in stderr
         )
+
+    def test_migrate_checks_roles_only_when_it_syncs(self) -> None:
+        with override_settings(ORM_VIEWS_GRANT_SELECT_TO=["no_such_role_e020"]):
+            result = run_command("migrate", skip_checks=False, verbosity=0)
+            assert (result.exit_code, result.stderr) == (0, "")
+            with (
+                override_settings(ORM_VIEWS_SYNC_ON_MIGRATE=True),
+                pytest.raises(SystemCheckError, match=r"orm_views\.E020"),
+            ):
+                call_command("migrate", skip_checks=False, verbosity=0, stdout=io.StringIO())
 
     def test_roles_that_exist_pass(self) -> None:
         assert check("--database", "default", "--database", "warehouse") == (0, "")

@@ -14,6 +14,7 @@ from django.core.management.base import CommandError
 from django.core.management.commands.migrate import Command as DjangoMigrateCommand
 from django.db import DatabaseError
 
+from ...checks import checks_for_migrate
 from ...exceptions import ViewError
 from ...migrate import (
     current_run,
@@ -26,6 +27,11 @@ from ...migrate import (
 
 class Command(DjangoMigrateCommand):
     database = "default"
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        # System checks run from execute() (Django 5) or handle() (Django 4.2).
+        with checks_for_migrate():
+            return super().execute(*args, **options)
 
     def handle(self, *args: Any, **options: Any) -> None:
         database: str = options["database"]
