@@ -114,7 +114,7 @@ def test_rewrite_handles_quoting_spacing_multibyte_text_and_catalogs() -> None:
     )
     rewritten = rewrite_schema(sql, "views", "views__staging", ["a", "b", "c"])
     assert rewritten == (
-        "SELECT é.x, 'views.a' AS note FROM \"views__staging\".\"a\" é "
+        'SELECT é.x, \'views.a\' AS note FROM "views__staging"."a" é '
         'JOIN "views__staging" . b USING (x) JOIN mydb."views__staging".c USING (x) -- views.a'
     )
     assert referenced_views(rewritten, "views") == set()
