@@ -409,17 +409,25 @@ class Phase:
     # Sent as one string: one round trip, and the shortest possible transaction.
     single_batch: bool = False
 
-    def batches(self) -> list[Step]:
-        """The steps joined into as few round trips as keep errors attributable: all of
-        them, or one batch for each view's consecutive statements."""
+    def batches(self, views_per_batch: int = 1) -> list[Step]:
+        """The steps joined into few round trips: all of them (``single_batch``), or the
+        statements of ``views_per_batch`` views at a time. With one view a batch, an
+        error and a duration belong to that view."""
         if self.single_batch and self.steps:
             return [Step(";\n".join(step.sql for step in self.steps))]
         batches: list[Step] = []
+        views_in_last = 0
+        last_view: str | None = None
         for step in self.steps:
-            if batches and batches[-1].view == step.view:
-                batches[-1] = Step(f"{batches[-1].sql};\n{step.sql}", step.view)
+            same_view = bool(batches) and step.view == last_view
+            if batches and (same_view or (views_per_batch > 1 and views_in_last < views_per_batch)):
+                view = batches[-1].view if same_view else None
+                batches[-1] = Step(f"{batches[-1].sql};\n{step.sql}", view)
+                views_in_last += 0 if same_view else 1
             else:
                 batches.append(step)
+                views_in_last = 1
+            last_view = step.view
         return batches
 
 
@@ -706,8 +714,34 @@ def sync_lock(connection: BaseDatabaseWrapper, schema: str, wait: float) -> Iter
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
+# Views whose statements go to the server in one round trip when their durations are not
+# wanted. A failing batch is rolled back and run again one view at a time, so that the
+# error names its view.
+VIEWS_PER_BATCH = 50
+
+
 def _execute_phase(
-    connection: BaseDatabaseWrapper, phase: Phase, plan: SyncPlan, timings: dict[str, float]
+    connection: BaseDatabaseWrapper,
+    phase: Phase,
+    plan: SyncPlan,
+    timings: dict[str, float],
+    *,
+    views_per_batch: int = 1,
+) -> None:
+    try:
+        _execute_phase_batches(connection, phase, plan, timings, views_per_batch)
+    except SyncError as error:
+        if views_per_batch == 1 or _sqlstate(error) in RETRYABLE_SQLSTATES:
+            raise
+        _execute_phase_batches(connection, phase, plan, timings, 1)
+
+
+def _execute_phase_batches(
+    connection: BaseDatabaseWrapper,
+    phase: Phase,
+    plan: SyncPlan,
+    timings: dict[str, float],
+    views_per_batch: int,
 ) -> None:
     settings = get_settings()
     attempts = settings.swap_attempts if phase.retry_on_lock else 1
@@ -722,7 +756,7 @@ def _execute_phase(
                         [f"{settings.swap_lock_timeout_ms}ms"],
                     )
                     previous_timeout = cursor.fetchone()[0]
-                for step in phase.batches():
+                for step in phase.batches(views_per_batch):
                     started = time.perf_counter()
                     _execute_step(cursor, step, plan)
                     if step.view is not None:
@@ -807,9 +841,13 @@ def _check_roles(connection: BaseDatabaseWrapper, plan: SyncPlan) -> None:
         )
 
 
-def apply_plan(plan: SyncPlan) -> SyncResult:
+def apply_plan(plan: SyncPlan, *, time_each_view: bool = False) -> SyncResult:
     """Execute ``plan``. Takes the database's sync lock, re-reads the catalog under it
-    (another sync may have done the work meanwhile), then builds and swaps."""
+    (another sync may have done the work meanwhile), then builds and swaps.
+
+    ``time_each_view`` sends each view's statements on their own, to report how long
+    each took (``result.view_timings``); otherwise they go in batches of several views.
+    """
     started = time.perf_counter()
     connection = connections[plan.database]
     settings = get_settings()
@@ -838,7 +876,13 @@ def apply_plan(plan: SyncPlan) -> SyncResult:
             signals.pre_sync.send(sender=SyncPlan, plan=plan, database=plan.database)
             try:
                 for phase in compiled.phases:
-                    _execute_phase(connection, phase, plan, result.view_timings)
+                    _execute_phase(
+                        connection,
+                        phase,
+                        plan,
+                        result.view_timings,
+                        views_per_batch=1 if time_each_view else VIEWS_PER_BATCH,
+                    )
             except BaseException:
                 # A failed swap leaves the built staging schema behind; the live schema
                 # is untouched either way.
@@ -881,9 +925,11 @@ def sync_views(
     force: bool = False,
     dry_run: bool = False,
     grant_select_permissions_to_user: str | Sequence[str] | None = None,
+    time_each_view: bool = False,
 ) -> SyncReport:
     """Make the views schema of ``database`` (default: every alias with views) match
-    the declared views. With ``dry_run``, only work out the statements."""
+    the declared views. With ``dry_run``, only work out the statements; with
+    ``time_each_view``, measure each view's statements (one round trip each)."""
     from .registry import databases_with_views
 
     aliases = [database] if database else databases_with_views()
@@ -902,7 +948,7 @@ def sync_views(
                 result.statements = compile_plan(plan, connections[alias]).statements
             result.duration = time.perf_counter() - started
         else:
-            result = apply_plan(plan)
+            result = apply_plan(plan, time_each_view=time_each_view)
             result.duration = time.perf_counter() - started
         results.append(result)
     return SyncReport(results)

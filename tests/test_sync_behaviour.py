@@ -10,7 +10,13 @@ from django.db import connection, transaction
 from django.db.utils import ProgrammingError
 from django.test import override_settings
 
-from django_orm_views import PostgresMaterialisedViewMixin, PostgresViewFromSQL, plan_sync
+from django_orm_views import (
+    PostgresMaterialisedViewMixin,
+    PostgresViewFromSQL,
+    SyncError,
+    plan_sync,
+    sync_views,
+)
 from django_orm_views.registry import autodiscover
 from django_orm_views.sync import ActionKind
 from test_project.shop import postgres_views as shop_views
@@ -341,3 +347,25 @@ def test_apps_without_postgres_views_are_skipped(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(apps, "get_app_configs", lambda: [FakeApp()])
     autodiscover()
+
+
+def test_a_failing_batch_is_retried_view_by_view_to_name_the_view(
+    declared_views: list[type],
+) -> None:
+    class Fine(PostgresViewFromSQL):
+        sql = "SELECT 1 AS one"
+
+    class Broken(PostgresViewFromSQL):
+        sql = "SELECT missing_column FROM shop_customer"
+
+    with pytest.raises(SyncError) as error:
+        sync_views(database="default")
+    assert "Broken (tests.test_sync_behaviour): PostgreSQL refused `CREATE VIEW" in str(error.value)
+    assert schema_state() == []
+
+
+def test_verbosity_2_times_each_view() -> None:
+    result = run_command("sync_views", verbosity=2)
+    timed = [line for line in result.stdout.splitlines() if line.startswith("  create ")]
+    assert len(timed) >= 9
+    assert all(line.endswith("s)") for line in timed)

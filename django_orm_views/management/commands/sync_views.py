@@ -61,6 +61,7 @@ class Command(BaseCommand):
                 force=options["force"],
                 dry_run=options["dry_run"],
                 grant_select_permissions_to_user=options["grant_select_permissions_to_user"],
+                time_each_view=verbosity >= 2,
             )
         except ViewError as error:
             raise CommandError(str(error)) from error
