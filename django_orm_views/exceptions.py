@@ -64,3 +64,13 @@ class UnknownViewError(ViewError, LookupError):
 
 class ReadOnlyViewError(ViewError):
     """A write was attempted through a readable view's model."""
+
+
+def sqlstate_of(error: BaseException | None) -> str | None:
+    """The SQLSTATE of a database error (psycopg 2 or 3), however deeply wrapped."""
+    while error is not None:
+        code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        if code:
+            return str(code)
+        error = error.__cause__
+    return None

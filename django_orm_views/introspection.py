@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .compiler import parse_fingerprint_comment
+from .compiler import parse_fingerprint_comment, quote_literal
+from .views import quote_identifier
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -205,23 +206,12 @@ class MaterializedViewStatistics:
     rows: int | None
 
 
-# count(*) of every populated materialized view in one round trip: query_to_xml runs a
-# query built with format('%I') (quoted identifiers) for each row. An unpopulated view
-# cannot be read, so it is never counted.
 MATERIALIZED_VIEW_STATISTICS_QUERY = """
-SELECT
-    c.relname,
-    c.relispopulated,
-    pg_total_relation_size(c.oid),
-    CASE WHEN c.relispopulated THEN
-        (xpath('/row/rows/text()', query_to_xml(
-            format('SELECT count(*) AS rows FROM %%I.%%I', n.nspname, c.relname),
-            false, true, ''
-        )))[1]::text::bigint
-    END
+SELECT c.relname, c.relispopulated, pg_total_relation_size(c.oid)
 FROM pg_class AS c
 JOIN pg_namespace AS n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relkind = 'm'
+ORDER BY c.relname
 """
 
 
@@ -229,11 +219,24 @@ def materialized_view_statistics(
     connection: BaseDatabaseWrapper, schema: str
 ) -> dict[str, MaterializedViewStatistics]:
     """Size and rows of each materialized view in ``schema``, by name. Counting reads
-    every populated view once (no lock that a reader would wait for)."""
+    every populated view once (no lock that a reader would wait for); an unpopulated
+    view cannot be read, so it is never counted. Two round trips."""
     with connection.cursor() as cursor:
         cursor.execute(MATERIALIZED_VIEW_STATISTICS_QUERY, [schema])
         rows = cursor.fetchall()
+        populated_names = [name for name, populated, _ in rows if populated]
+        counts: dict[str, int] = {}
+        if populated_names:
+            # One query for all counts; names are quoted identifiers, never parameters.
+            cursor.execute(
+                " UNION ALL ".join(
+                    f"SELECT {quote_literal(name)}, count(*) FROM "
+                    f"{quote_identifier(schema)}.{quote_identifier(name)}"
+                    for name in populated_names
+                )
+            )
+            counts = {name: int(count) for name, count in cursor.fetchall()}
     return {
-        name: MaterializedViewStatistics(name, bool(populated), int(size), count)
-        for name, populated, size, count in rows
+        name: MaterializedViewStatistics(name, bool(populated), int(size), counts.get(name))
+        for name, populated, size in rows
     }

@@ -47,7 +47,7 @@ from django.db.migrations import operations
 from django.db.migrations.state import ProjectState
 
 from .conf import get_settings
-from .exceptions import ExternalDependentsError, SyncError, ViewError
+from .exceptions import ExternalDependentsError, SyncError, ViewError, sqlstate_of
 from .introspection import old_schema_prefix, staging_schema_name
 from .views import quote_identifier
 
@@ -102,16 +102,6 @@ class Dependent:
     @property
     def qualified_name(self) -> str:
         return f"{self.schema}.{self.name}"
-
-
-def sqlstate_of(error: BaseException | None) -> str | None:
-    """The SQLSTATE of a database error (psycopg 2 or 3), however deeply wrapped."""
-    while error is not None:
-        code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
-        if code:
-            return str(code)
-        error = error.__cause__
-    return None
 
 
 # Reading the plan --------------------------------------------------------------------

@@ -37,6 +37,7 @@ from .exceptions import (
     SyncError,
     SyncLockTimeout,
     UnknownRoleError,
+    sqlstate_of,
 )
 from .introspection import (
     CatalogSnapshot,
@@ -663,16 +664,6 @@ def compile_plan(plan: SyncPlan, connection: BaseDatabaseWrapper) -> CompiledPla
 # Applying ------------------------------------------------------------------------------
 
 
-def _sqlstate(error: BaseException | None) -> str | None:
-    """The SQLSTATE of a database error, psycopg 2 or 3, however deeply wrapped."""
-    while error is not None:
-        code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
-        if code:
-            return str(code)
-        error = error.__cause__
-    return None
-
-
 def _advisory_key(schema: str) -> int:
     digest = hashlib.sha256(f"django_orm_views:{schema}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
@@ -731,7 +722,7 @@ def _execute_phase(
     try:
         _execute_phase_batches(connection, phase, plan, timings, views_per_batch)
     except SyncError as error:
-        if views_per_batch == 1 or _sqlstate(error) in RETRYABLE_SQLSTATES:
+        if views_per_batch == 1 or sqlstate_of(error) in RETRYABLE_SQLSTATES:
             raise
         _execute_phase_batches(connection, phase, plan, timings, 1)
 
@@ -769,7 +760,7 @@ def _execute_phase_batches(
                     )
             return
         except SyncError as error:
-            if _sqlstate(error) in RETRYABLE_SQLSTATES and attempt < attempts:
+            if sqlstate_of(error) in RETRYABLE_SQLSTATES and attempt < attempts:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
                 continue
@@ -787,7 +778,7 @@ def _execute_step(cursor: Any, step: Step, plan: SyncPlan) -> None:
         else:
             subject = f"Sync of database '{plan.database}'"
             fix = "Fix the cause, then run sync_views again."
-        if _sqlstate(error) in RETRYABLE_SQLSTATES:
+        if sqlstate_of(error) in RETRYABLE_SQLSTATES:
             fix = "Readers held locks for too long; run sync_views again."
         raise SyncError(
             f"{subject}: PostgreSQL refused `{_shorten(step.sql)}`: {message}. The live views "
@@ -819,7 +810,7 @@ def drop_schema(connection: BaseDatabaseWrapper, schema: str, *, attempts: int =
                 cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous_timeout])
             return True
         except DatabaseError as error:
-            if _sqlstate(error) not in RETRYABLE_SQLSTATES or attempt == attempts:
+            if sqlstate_of(error) not in RETRYABLE_SQLSTATES or attempt == attempts:
                 return False
             time.sleep(delay)
             delay = min(delay * 2, 0.5)

@@ -25,17 +25,17 @@ SHOP_VIEWS = {
     "shop_ordersummary": "v",
     "shop_internalcustomercontacts": "v",
 }
+SHOP_INDEXES = {
+    "shop_dailysales_day": "i",
+    "shop_productsales_product_id_country": "i",
+    "shop_productsales_country": "i",
+}
 
 
 def test_sync_creates_every_declared_view() -> None:
     report = sync_views()
 
-    indexes = {
-        "shop_dailysales_day": "i",
-        "shop_productsales_product_id_country": "i",
-        "shop_productsales_country": "i",
-    }
-    assert relations_in("views") == {**SHOP_VIEWS, **indexes}
+    assert relations_in("views") == {**SHOP_VIEWS, **SHOP_INDEXES}
     result = report["default"]
     assert result.applied
     assert result.count(ActionKind.CREATE) == len(SHOP_VIEWS)

@@ -26,6 +26,7 @@ from django.db import connections, transaction
 from django_orm_views import sync_views
 
 from .conftest import ANALYTICS_ROLE
+from .test_sync import SHOP_INDEXES, SHOP_VIEWS
 from .utils import (
     REPOSITORY,
     database_url,
@@ -39,20 +40,7 @@ from .utils import (
 T = TypeVar("T")
 
 # test_project's declared views and the indexes of its materialized views.
-SHOP_RELATIONS = {
-    "shop_customersanitised": "v",
-    "shop_paidorders": "v",
-    "shop_ordertotals": "v",
-    "shop_customerrevenue": "v",
-    "shop_countryrevenue": "v",
-    "shop_dailysales": "m",
-    "shop_productsales": "m",
-    "shop_ordersummary": "v",
-    "shop_internalcustomercontacts": "v",
-    "shop_dailysales_day": "i",
-    "shop_productsales_product_id_country": "i",
-    "shop_productsales_country": "i",
-}
+SHOP_RELATIONS = {**SHOP_VIEWS, **SHOP_INDEXES}
 
 # Every sync here is of the default database (test_project's shop views); the warehouse
 # database is left alone.
