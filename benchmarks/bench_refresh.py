@@ -39,6 +39,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from _common import fmt_ms, fmt_ratio
+
 SCRIPT = "bench_refresh"
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -236,19 +238,6 @@ def measure(server: dict[str, Any], rows: int, mode: str, view: type[Any]) -> di
 
 def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
-
-
-def fmt_ms(seconds: float) -> str:
-    value = seconds * 1000
-    if value >= 100:
-        return f"{value:,.0f} ms"
-    if value >= 10:
-        return f"{value:.1f} ms"
-    return f"{value:.2f} ms"
-
-
-def fmt_ratio(value: float) -> str:
-    return f"{value:,.0f}x" if value >= 100 else f"{value:.2f}x"
 
 
 def environment(server: dict[str, Any]) -> dict[str, Any]:

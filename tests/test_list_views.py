@@ -11,8 +11,6 @@ import pytest
 from django.db import connection
 
 from django_orm_views import (
-    PostgresMaterialisedViewMixin,
-    PostgresViewFromSQL,
     refresh_materialized_views,
     sync_views,
 )
@@ -21,16 +19,13 @@ from django_orm_views.management.commands.list_views import human_size
 from test_project.shop import postgres_views as shop_views
 from test_project.shop.factories import CustomerFactory, OrderLineFactory
 
-from .utils import run_command
+from .utils import declare_view, run_command
 
 MODULE = __name__
 
 
 def declare(name: str, *, materialized: bool = True, **attributes: Any) -> type[Any]:
-    bases: tuple[type, ...] = (PostgresViewFromSQL,)
-    if materialized:
-        bases = (PostgresMaterialisedViewMixin, PostgresViewFromSQL)
-    return type(name, bases, {"__module__": MODULE, "__qualname__": name, **attributes})
+    return declare_view(name, module=MODULE, materialized=materialized, **attributes)
 
 
 def table(*args: str) -> tuple[list[str], dict[str, list[str]], list[str]]:

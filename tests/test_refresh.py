@@ -18,8 +18,6 @@ from django.db import connection, connections, models, transaction
 from django.test import override_settings
 
 from django_orm_views import (
-    PostgresMaterialisedViewMixin,
-    PostgresViewFromSQL,
     RefreshError,
     plan_sync,
     refresh_materialized_view,
@@ -33,18 +31,13 @@ from django_orm_views.refresh import RefreshMode
 from test_project.shop import postgres_views as shop_views
 from test_project.shop.factories import CustomerFactory, OrderLineFactory
 
-from .utils import fetch, run_command, schemas_like
+from .utils import declare_view, fetch, run_command, schemas_like
 
 MODULE = __name__
 
 
 def declare(name: str, *, materialized: bool = True, **attributes: Any) -> type[Any]:
-    """A view class declared by the test, named ``name`` (forgotten after the test when
-    the ``declared_views`` fixture is used)."""
-    bases: tuple[type, ...] = (PostgresViewFromSQL,)
-    if materialized:
-        bases = (PostgresMaterialisedViewMixin, PostgresViewFromSQL)
-    return type(name, bases, {"__module__": MODULE, "__qualname__": name, **attributes})
+    return declare_view(name, module=MODULE, materialized=materialized, **attributes)
 
 
 def count(view: str) -> int:

@@ -10,8 +10,6 @@ import pytest
 from django.dispatch import Signal
 
 from django_orm_views import (
-    PostgresMaterialisedViewMixin,
-    PostgresViewFromSQL,
     SyncError,
     SyncPlan,
     SyncResult,
@@ -25,16 +23,15 @@ from django_orm_views.sync import ActionKind
 from test_project.shop import postgres_views as shop_views
 from test_project.shop.factories import CustomerFactory
 
+from .utils import declare_view
+
 pytestmark = pytest.mark.django_db
 
 MODULE = __name__
 
 
 def declare(name: str, *, materialized: bool = True, **attributes: Any) -> type[Any]:
-    bases: tuple[type, ...] = (PostgresViewFromSQL,)
-    if materialized:
-        bases = (PostgresMaterialisedViewMixin, PostgresViewFromSQL)
-    return type(name, bases, {"__module__": MODULE, "__qualname__": name, **attributes})
+    return declare_view(name, module=MODULE, materialized=materialized, **attributes)
 
 
 @pytest.fixture

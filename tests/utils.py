@@ -113,3 +113,16 @@ def schema_state(alias: str = "default") -> list[tuple[Any, ...]]:
         [],
         alias,
     )
+
+
+def declare_view(
+    name: str, *, module: str, materialized: bool = True, **attributes: Any
+) -> type[Any]:
+    """A raw SQL view class declared by a test, named ``name`` in ``module`` (forgotten
+    after the test when the ``declared_views`` fixture is used)."""
+    from django_orm_views import PostgresMaterialisedViewMixin, PostgresViewFromSQL
+
+    bases: tuple[type, ...] = (PostgresViewFromSQL,)
+    if materialized:
+        bases = (PostgresMaterialisedViewMixin, PostgresViewFromSQL)
+    return type(name, bases, {"__module__": module, "__qualname__": name, **attributes})
