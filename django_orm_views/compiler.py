@@ -114,8 +114,12 @@ class RenderedView:
         target = f"{quote_identifier(schema)}.{quote_identifier(self.name)}"
         body = self.select_sql if select_sql is None else select_sql
         if self.materialized:
-            data = "WITH DATA" if self.with_data else "WITH NO DATA"
-            statements = [f"CREATE MATERIALIZED VIEW {target} AS {body} {data}"]
+            statements = [f"CREATE MATERIALIZED VIEW {target} AS {body}\nWITH NO DATA"]
+            if self.with_data:
+                # REFRESH writes frozen rows, which a transaction whose snapshot predates
+                # this one still reads; rows written by CREATE ... AS are invisible to it
+                # (an old snapshot would read the new view as empty).
+                statements.append(f"REFRESH MATERIALIZED VIEW {target}")
         else:
             statements = [f"CREATE VIEW {target} AS {body}"]
         statements += [index.create_sql(schema, self.name) for index in self.indexes]

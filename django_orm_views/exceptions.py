@@ -37,6 +37,18 @@ class ExternalDependentsError(SyncError):
     """Objects outside the views schema depend on views that a sync would replace."""
 
 
+class ForeignObjectsError(SyncError):
+    """The views schema holds objects the package did not create, which a sync would drop."""
+
+
+class ConnectionLostError(SyncError):
+    """A sync lost its database session; its transaction (and its lock) went with it."""
+
+
+class ColumnMismatchError(InvalidViewError):
+    """A readable view's model has a field that the view as built has no column for."""
+
+
 class SyncLockTimeout(SyncError):
     """Another sync of the same database held the lock for too long."""
 

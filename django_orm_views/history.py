@@ -177,6 +177,8 @@ class ViewStatus:
     rows: int | None = None
     size_bytes: int | None = None
     last_refresh: RefreshRecord | None = None
+    # False for an object in the views schema that the package did not create.
+    managed: bool = True
 
     @property
     def materialized(self) -> bool:
@@ -194,6 +196,7 @@ class ViewStatus:
             "populated": self.populated,
             "rows": self.rows,
             "size_bytes": self.size_bytes,
+            "managed": self.managed,
             "last_refresh": None
             if refresh is None
             else {
@@ -247,4 +250,23 @@ def view_statuses(database: str = "default") -> tuple[SyncPlan, list[ViewStatus]
                 last_refresh=refreshes.get(action.name),
             )
         )
+    # Relations the package did not create are listed too: a sync refuses to replace
+    # the schema while they are there.
+    for name in sorted(set(plan.snapshot.objects) - {status.name for status in statuses}):
+        existing = plan.snapshot.objects[name]
+        statuses.append(
+            ViewStatus(
+                database=database,
+                name=name,
+                kind=existing.kind,
+                state=NOT_DECLARED,
+                declared_as=None,
+                populated=existing.populated if existing.materialized else None,
+                rows=statistics[name].rows if name in statistics else None,
+                size_bytes=statistics[name].size_bytes if name in statistics else None,
+                last_refresh=None,
+                managed=False,
+            )
+        )
+    statuses.sort(key=lambda status: status.name)
     return plan, statuses

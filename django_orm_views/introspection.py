@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .compiler import parse_fingerprint_comment, quote_literal
+from .compiler import quote_literal
 from .views import quote_identifier
 
 if TYPE_CHECKING:
@@ -19,7 +20,18 @@ RELATION_KINDS = {
     "p": "table",
     "f": "foreign table",
     "S": "sequence",
+    "c": "composite type",
 }
+
+# What the package writes to recognise its own objects. Both live where users and BI
+# tools do not look: on a view's ``_RETURN`` rule (never on the view, whose comment
+# belongs to the user) and on the working schemas a sync creates and later drops.
+OWNER_MARKER_PREFIX = "django_orm_views "
+SCHEMA_MARKER_PREFIX = "django_orm_views:"
+STAGING_MARKER = f"{SCHEMA_MARKER_PREFIX}staging"
+PREVIOUS_MARKER = f"{SCHEMA_MARKER_PREFIX}previous"
+# How versions before 3.0 marked their views (in the view's own comment).
+LEGACY_FINGERPRINT_PREFIX = "django-orm-views:"
 
 
 def staging_schema_name(schema: str) -> str:
@@ -28,6 +40,36 @@ def staging_schema_name(schema: str) -> str:
 
 def old_schema_prefix(schema: str) -> str:
     return f"{schema}__old_"
+
+
+def owner_marker(fingerprint: str, extra_roles: Iterable[str] = ()) -> str:
+    """The comment of a view's ``_RETURN`` rule: the package's ownership marker, the
+    view's fingerprint and the roles granted by ``--grant-select-permissions-to-user``."""
+    payload = {"fingerprint": fingerprint, "extra_roles": sorted(set(extra_roles))}
+    return OWNER_MARKER_PREFIX + json.dumps(payload, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class OwnerMarker:
+    fingerprint: str | None
+    extra_roles: frozenset[str] = frozenset()
+
+
+def parse_owner_marker(rule_comment: str | None, legacy_comment: str | None) -> OwnerMarker | None:
+    """The marker of a relation the package created, or None for anyone else's."""
+    if rule_comment and rule_comment.startswith(OWNER_MARKER_PREFIX):
+        try:
+            payload = json.loads(rule_comment[len(OWNER_MARKER_PREFIX) :])
+            return OwnerMarker(
+                str(payload["fingerprint"]),
+                frozenset(str(role) for role in payload.get("extra_roles", ())),
+            )
+        except (ValueError, KeyError, TypeError):
+            return OwnerMarker(None)
+    if legacy_comment and legacy_comment.startswith(LEGACY_FINGERPRINT_PREFIX):
+        # Created by an older version: ours, rebuilt once to move its marker.
+        return OwnerMarker(None)
+    return None
 
 
 @dataclass(frozen=True)
@@ -39,10 +81,17 @@ class DatabaseObject:
     fingerprint: str | None
     grantees: frozenset[str]
     populated: bool
+    # Created by the package (it carries the package's marker).
+    owned: bool = True
+    extra_roles: frozenset[str] = frozenset()
 
     @property
     def materialized(self) -> bool:
         return self.kind == "materialized view"
+
+    @property
+    def is_view(self) -> bool:
+        return self.kind in ("view", "materialized view")
 
 
 @dataclass(frozen=True)
@@ -53,76 +102,159 @@ class CatalogSnapshot:
     schema_exists: bool
     schema_grantees: frozenset[str] = frozenset()
     objects: dict[str, DatabaseObject] = field(default_factory=dict)
+    # Working schemas (staging, previous generations) the package created and an
+    # interrupted sync left behind: recognised by their marker, never by name alone.
     leftover_schemas: tuple[str, ...] = ()
+    # Objects in the views schema that are not relations (functions, types, ...).
+    other_objects: tuple[str, ...] = ()
+    # A schema with the staging schema's reserved name that the package did not create.
+    foreign_staging: bool = False
+    schema_comment: str | None = None
+
+    @property
+    def owned_objects(self) -> dict[str, DatabaseObject]:
+        return {name: item for name, item in self.objects.items() if item.owned}
+
+    @property
+    def holds_package_objects(self) -> bool:
+        return any(item.owned for item in self.objects.values())
+
+    @property
+    def extra_roles(self) -> frozenset[str]:
+        """The roles the last sync granted on top of the settings, as it recorded them."""
+        return frozenset().union(*(item.extra_roles for item in self.objects.values()))
+
+    def foreign_objects(self, declared: Iterable[str] = ()) -> list[str]:
+        """What the package did not create and must never drop or replace, described.
+
+        A view without the marker whose name a class declares is taken over (it was
+        made by django-orm-views 2, or by hand to be replaced); any other view, and
+        every table, sequence, function or type, belongs to someone else."""
+        declared = set(declared)
+        found = [
+            f"{item.kind} {self.schema}.{item.name}"
+            for item in self.objects.values()
+            if not item.owned and not (item.is_view and item.name in declared)
+        ]
+        return sorted(found) + list(self.other_objects)
 
 
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-CATALOG_QUERY = """
+def _grantees(acl_column: str, privilege: str, owner_column: str) -> str:
+    # The PUBLIC pseudo-role (grantee 0) is reported as 'public', the spelling that
+    # means the keyword; a real role called "PUBLIC" keeps its own name.
+    return f"""ARRAY(
+        SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_get_userbyid(a.grantee) END
+        FROM aclexplode({acl_column}) AS a
+        WHERE a.privilege_type = '{privilege}' AND a.grantee <> {owner_column}
+    )"""
+
+
+CATALOG_QUERY = f"""
+WITH target AS (
+    SELECT oid, nspname, nspacl, nspowner, obj_description(oid, 'pg_namespace') AS comment
+    FROM pg_namespace
+    WHERE nspname = %s OR nspname = %s OR nspname LIKE %s
+)
 SELECT
     n.nspname,
-    ARRAY(
-        SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END
-        FROM aclexplode(n.nspacl) AS a
-        WHERE a.privilege_type = 'USAGE' AND a.grantee <> n.nspowner
-    ),
+    n.comment,
+    {_grantees("n.nspacl", "USAGE", "n.nspowner")},
     c.relname,
-    c.relkind,
+    c.relkind::text,
+    obj_description(r.oid, 'pg_rewrite'),
     obj_description(c.oid, 'pg_class'),
     c.relispopulated,
-    ARRAY(
-        SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END
-        FROM aclexplode(c.relacl) AS a
-        WHERE a.privilege_type = 'SELECT' AND a.grantee <> c.relowner
-    )
-FROM pg_namespace AS n
+    {_grantees("c.relacl", "SELECT", "c.relowner")}
+FROM target AS n
 LEFT JOIN pg_class AS c
-    ON c.relnamespace = n.oid AND c.relkind IN ('v', 'm', 'r', 'p', 'f', 'S')
-WHERE n.nspname = %s OR n.nspname = %s OR n.nspname LIKE %s
+    ON c.relnamespace = n.oid AND n.nspname = %s AND c.relkind IN ('v', 'm', 'r', 'p', 'f', 'S')
+LEFT JOIN pg_rewrite AS r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
+UNION ALL
+SELECT n.nspname, n.comment, NULL, pg_describe_object(d.classid, d.objid, 0), 'o',
+       NULL, NULL, NULL, NULL
+FROM target AS n
+JOIN pg_depend AS d
+    ON d.refclassid = 'pg_namespace'::regclass AND d.refobjid = n.oid AND d.deptype = 'n'
+WHERE n.nspname = %s AND d.classid <> 'pg_class'::regclass
 """
 
 
 def read_catalog(connection: BaseDatabaseWrapper, schema: str) -> CatalogSnapshot:
-    """The views schema's relations (kind, fingerprint, SELECT grantees) and the
-    schemas that an interrupted sync may have left behind. One round trip."""
+    """The views schema's relations (kind, owner marker, SELECT grantees), everything
+    else it holds, and the working schemas an interrupted sync left behind. One round
+    trip."""
     staging = staging_schema_name(schema)
     old_pattern = _like_escape(old_schema_prefix(schema)) + "%"
     with connection.cursor() as cursor:
-        cursor.execute(CATALOG_QUERY, [schema, staging, old_pattern])
+        cursor.execute(CATALOG_QUERY, [schema, staging, old_pattern, schema, schema])
         rows = cursor.fetchall()
-    schema_exists = False
-    schema_grantees: frozenset[str] = frozenset()
+    live = {"exists": False, "grantees": frozenset(), "comment": None}
     objects: dict[str, DatabaseObject] = {}
+    other: list[str] = []
     leftovers: set[str] = set()
-    for nspname, nsp_grantees, relname, relkind, comment, populated, grantees in rows:
+    foreign_staging = False
+    for (
+        nspname,
+        nsp_comment,
+        nsp_grantees,
+        relname,
+        relkind,
+        rule_comment,
+        comment,
+        populated,
+        grantees,
+    ) in rows:
         if nspname != schema:
-            leftovers.add(nspname)
+            if nsp_comment and nsp_comment.startswith(SCHEMA_MARKER_PREFIX):
+                leftovers.add(nspname)
+            elif nspname == staging:
+                foreign_staging = True
             continue
-        schema_exists = True
-        schema_grantees = frozenset(nsp_grantees or ())
+        live["exists"] = True
+        live["comment"] = nsp_comment
+        if nsp_grantees is not None:
+            live["grantees"] = frozenset(nsp_grantees)
         if relname is None:
             continue
+        if relkind == "o":
+            other.append(relname)
+            continue
+        marker = parse_owner_marker(rule_comment, comment) if relkind in ("v", "m") else None
         objects[relname] = DatabaseObject(
             name=relname,
             kind=RELATION_KINDS.get(relkind, relkind),
-            fingerprint=parse_fingerprint_comment(comment),
+            fingerprint=marker.fingerprint if marker else None,
             grantees=frozenset(grantees or ()),
             populated=bool(populated),
+            owned=marker is not None,
+            extra_roles=marker.extra_roles if marker else frozenset(),
         )
     return CatalogSnapshot(
         schema=schema,
-        schema_exists=schema_exists,
-        schema_grantees=schema_grantees,
+        schema_exists=bool(live["exists"]),
+        schema_grantees=live["grantees"],  # type: ignore[arg-type]
         objects=objects,
         leftover_schemas=tuple(sorted(leftovers)),
+        other_objects=tuple(sorted(other)),
+        foreign_staging=foreign_staging,
+        schema_comment=live["comment"],  # type: ignore[arg-type]
     )
+
+
+def package_schemas(snapshot: CatalogSnapshot) -> list[str]:
+    """The schemas whose objects are the package's own: the views schema and the
+    working schemas it marked."""
+    return [snapshot.schema, *snapshot.leftover_schemas]
 
 
 @dataclass(frozen=True)
 class ExternalDependent:
-    """An object outside ``schema`` that depends on a relation inside it."""
+    """An object outside the package's schemas that depends on a relation in ``schema``
+    (on the relation itself, or on its row type)."""
 
     dependent: str
     dependent_kind: str
@@ -145,15 +277,28 @@ LEFT JOIN pg_class AS dc ON dc.oid = r.ev_class
 LEFT JOIN pg_namespace AS dn ON dn.oid = dc.relnamespace
 WHERE tn.nspname = %s
   AND d.deptype = 'n'
-  AND (dc.oid IS NULL OR dn.nspname <> %s)
-  AND (dn.nspname IS NULL OR NOT (dn.nspname = %s OR dn.nspname LIKE %s))
+  AND (dn.nspname IS NULL OR NOT dn.nspname = ANY(%s))
   AND NOT (d.classid = 'pg_class'::regclass
            AND EXISTS (SELECT 1 FROM pg_class AS own
                        WHERE own.oid = d.objid AND own.relnamespace = tn.oid))
   AND NOT (d.classid = 'pg_rewrite'::regclass AND dc.oid = target.oid)
   AND d.classid <> 'pg_type'::regclass
+UNION
+SELECT
+    pg_describe_object(d.classid, d.objid, d.objsubid),
+    'row type',
+    target.relname
+FROM pg_class AS target
+JOIN pg_namespace AS tn ON tn.oid = target.relnamespace
+JOIN pg_type AS t ON t.oid = target.reltype OR (t.typelem = target.reltype AND t.typelem <> 0)
+JOIN pg_depend AS d ON d.refclassid = 'pg_type'::regclass AND d.refobjid = t.oid
+WHERE tn.nspname = %s
+  AND d.deptype = 'n'
+  AND NOT COALESCE((pg_identify_object(d.classid, d.objid, d.objsubid)).schema = ANY(%s), false)
 ORDER BY 3, 1
 """
+
+DEPENDENT_KINDS = {**RELATION_KINDS, "row type": "row type"}
 
 
 def external_dependents(
@@ -161,26 +306,21 @@ def external_dependents(
     schema: str,
     names: Iterable[str] | None = None,
     *,
-    views_schema: str | None = None,
+    package_schemas: Iterable[str] = (),
 ) -> list[ExternalDependent]:
-    """Objects outside ``schema`` (views in other schemas, functions, ...) that depend on
-    relations in it, optionally only on the relations called ``names``.
-
-    Objects in the staging and old schemas of ``views_schema`` (default: ``schema``) are
-    a sync's own debris, not outside objects: they are never reported.
-    """
-    views_schema = views_schema or schema
-    debris_pattern = _like_escape(old_schema_prefix(views_schema)) + "%"
+    """Objects outside the package's schemas (``schema`` and ``package_schemas``) that
+    depend on relations in ``schema``, optionally only on the relations called
+    ``names``: views that read them, and table columns, functions and types that use
+    their row type (a ``DROP ... CASCADE`` would silently take those too)."""
+    own = sorted({schema, *package_schemas})
     with connection.cursor() as cursor:
-        cursor.execute(
-            EXTERNAL_DEPENDENTS_QUERY,
-            [schema, schema, staging_schema_name(views_schema), debris_pattern],
-        )
+        cursor.execute(EXTERNAL_DEPENDENTS_QUERY, [schema, own, schema, own])
         rows = cursor.fetchall()
     wanted = None if names is None else set(names)
-    kinds = RELATION_KINDS
     return [
-        ExternalDependent(dependent=dependent, dependent_kind=kinds.get(kind, "object"), view=view)
+        ExternalDependent(
+            dependent=dependent, dependent_kind=DEPENDENT_KINDS.get(kind, "object"), view=view
+        )
         for dependent, kind, view in rows
         if wanted is None or view in wanted
     ]

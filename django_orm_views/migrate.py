@@ -48,7 +48,7 @@ from django.db.migrations.state import ProjectState
 
 from .conf import get_settings
 from .exceptions import ExternalDependentsError, SyncError, ViewError, sqlstate_of
-from .introspection import old_schema_prefix, staging_schema_name
+from .introspection import external_dependents, package_schemas, read_catalog
 from .views import quote_identifier
 
 if TYPE_CHECKING:
@@ -441,12 +441,10 @@ def dependents_of(connection: BaseDatabaseWrapper, targets: Iterable[Target]) ->
         return _dependents(cursor.fetchall())
 
 
-def _is_package_schema(schema: str, views_schema: str) -> bool:
-    return (
-        schema == views_schema
-        or schema == staging_schema_name(views_schema)
-        or schema.startswith(old_schema_prefix(views_schema))
-    )
+def own_schemas(connection: BaseDatabaseWrapper, views_schema: str) -> set[str]:
+    """The views schema and the working schemas the package marked as its own (never a
+    schema whose name merely looks like one of them)."""
+    return set(package_schemas(read_catalog(connection, views_schema)))
 
 
 def _drop_order(connection: BaseDatabaseWrapper, dependents: list[Dependent]) -> list[Dependent]:
@@ -647,22 +645,19 @@ def drop_dependent_views(
     """Drop the views of the views schema (and any leftover staging or old schema) that
     read ``targets``, with the views that read them. Refuses, changing nothing, when a
     view outside those schemas reads one of them."""
-    from .sync import drop_schema, sync_lock
+    from .sync import describe_dependent, drop_schema, sync_lock
 
     settings = get_settings()
     schema = settings.schema
     with sync_lock(connection, schema, settings.sync_lock_wait):
-        direct = [
-            item
-            for item in dependents_of(connection, targets)
-            if _is_package_schema(item.schema, schema)
-        ]
+        own = own_schemas(connection, schema)
+        direct = [item for item in dependents_of(connection, targets) if item.schema in own]
         if not direct:
             return []
         with connection.cursor() as cursor:
             cursor.execute(DEPENDENTS_CLOSURE_QUERY, [[item.oid for item in direct]])
             closure = _dependents(cursor.fetchall())
-        outside = [item for item in closure if not _is_package_schema(item.schema, schema)]
+        outside = [item for item in closure if item.schema not in own]
         if outside:
             names = ", ".join(f"{item.kind} {item.qualified_name}" for item in outside)
             raise ExternalDependentsError(
@@ -684,6 +679,18 @@ def drop_dependent_views(
         live = [item for item in closure if item.schema == schema]
         if not live:
             return []
+        row_type_users = external_dependents(
+            connection, schema, [item.name for item in live], package_schemas=own
+        )
+        if row_type_users:
+            listed = "; ".join(describe_dependent(schema, item) for item in row_type_users)
+            raise ExternalDependentsError(
+                f"Cannot keep the views of database '{connection.alias}' working through "
+                f"migrate: {listed}, so the views that read what the migrations change "
+                "cannot be dropped before the migrations and synced after them. Nothing was "
+                "changed. Drop those objects (or stop them using the views), then migrate "
+                "again."
+            )
         ordered = _drop_order(connection, live)
         statements = [
             f"DROP {'MATERIALIZED VIEW' if item.kind == 'materialized view' else 'VIEW'} "
@@ -738,19 +745,19 @@ def explain_migration_failure(error: BaseException, database: str) -> str | None
     migration = run.current_migration if run else None
     connection = connections[database]
     dependents: list[Dependent] = []
+    schema = get_settings().schema
+    own = {schema}
     if run is not None and run.targets:
         try:
             dependents = dependents_of(connection, run.targets_of(migration))
+            own = own_schemas(connection, schema)
         except DatabaseError:
             dependents = []
     detail = _error_detail(error)
     if not dependents and " view " not in f" {detail} {error} ":
         return None
-    schema = get_settings().schema
     ours = [item.qualified_name for item in dependents if item.schema == schema]
-    others = [
-        item.qualified_name for item in dependents if not _is_package_schema(item.schema, schema)
-    ]
+    others = [item.qualified_name for item in dependents if item.schema not in own]
     where = f"Migration {migration}" if migration else "A migration"
     reason = str(error).strip().splitlines()[0]
     lines = [

@@ -10,6 +10,7 @@ transaction. ``--check``, ``--dry-run`` and ``list_views`` all read the same pla
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import time
 import uuid
@@ -18,13 +19,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, connections, router, transaction
 
 from . import signals
 from .compiler import (
     RenderedView,
     fingerprint,
-    fingerprint_comment,
     quote_literal,
     quote_role,
     render_view,
@@ -32,7 +32,10 @@ from .compiler import (
 )
 from .conf import STRATEGIES, get_settings
 from .exceptions import (
+    ColumnMismatchError,
+    ConnectionLostError,
     ExternalDependentsError,
+    ForeignObjectsError,
     InvalidViewError,
     SyncError,
     SyncLockTimeout,
@@ -40,15 +43,25 @@ from .exceptions import (
     sqlstate_of,
 )
 from .introspection import (
+    PREVIOUS_MARKER,
+    SCHEMA_MARKER_PREFIX,
+    STAGING_MARKER,
     CatalogSnapshot,
     ExternalDependent,
     external_dependents,
     missing_roles,
     old_schema_prefix,
+    owner_marker,
+    package_schemas,
     read_catalog,
     staging_schema_name,
 )
-from .registry import dependency_order, raise_for_problems, views_for_database
+from .registry import (
+    databases_with_views,
+    dependency_order,
+    raise_for_problems,
+    views_for_database,
+)
 from .views import BasePostgresView, describe, quote_identifier
 
 if TYPE_CHECKING:
@@ -65,6 +78,7 @@ __all__ = [
     "SyncResult",
     "ViewAction",
     "apply_plan",
+    "databases_to_sync",
     "plan_sync",
     "refresh_materialized_view",
     "refresh_materialized_views",
@@ -94,6 +108,7 @@ class ViewAction:
     view: type[BasePostgresView] | None = None
     grants_to_add: frozenset[str] = frozenset()
     grants_to_revoke: frozenset[str] = frozenset()
+    marker_outdated: bool = False
 
     @property
     def changes_grants(self) -> bool:
@@ -101,7 +116,7 @@ class ViewAction:
 
     @property
     def is_change(self) -> bool:
-        return self.kind is not ActionKind.KEEP or self.changes_grants
+        return self.kind is not ActionKind.KEEP or self.changes_grants or self.marker_outdated
 
     def describe(self) -> str:
         label = f"{self.object_kind} {self.name}"
@@ -113,6 +128,8 @@ class ViewAction:
                 grants.append("grant SELECT to " + ", ".join(sorted(self.grants_to_add)))
             if self.grants_to_revoke:
                 grants.append("revoke SELECT from " + ", ".join(sorted(self.grants_to_revoke)))
+            if not grants:
+                return f"grants {label}: record the roles granted by the last sync"
             return f"grants {label}: {'; '.join(grants)}"
         return f"{self.kind.value} {label}: {self.reason}"
 
@@ -134,6 +151,10 @@ class SyncPlan:
     schema_grants_to_add: frozenset[str] = frozenset()
     schema_grants_to_revoke: frozenset[str] = frozenset()
     rebuild: frozenset[str] = frozenset()
+    # Objects in the views schema that the package did not create (see compare()).
+    foreign_objects: tuple[str, ...] = ()
+    # Roles granted on top of ORM_VIEWS_GRANT_SELECT_TO (--grant-select-permissions-to-user).
+    extra_roles: frozenset[str] = frozenset()
 
     def __bool__(self) -> bool:
         """True when the database differs from the code (something to do)."""
@@ -260,7 +281,13 @@ def desired_state(database: str, schema: str | None = None) -> DesiredState:
     for name in order:
         item = rendered[name]
         fingerprints[name] = fingerprint(
-            item, (fingerprints[dependency] for dependency in item.dependencies)
+            item,
+            [
+                *(fingerprints[dependency] for dependency in item.dependencies),
+                # A readable view's fields are checked against its columns when it is
+                # built, so a change of fields rebuilds it.
+                *(f"model column {column}" for column in model_columns(item.view)),
+            ],
         )
     return DesiredState(database, schema, rendered, order, fingerprints)
 
@@ -293,23 +320,32 @@ def compare(
 
     ``rebuild`` names views to rebuild even though they are unchanged (a refresh that
     must not block readers); the views that depend on them are rebuilt with them.
+    Only what the package created is ever dropped; anything else in the schema is
+    listed in ``plan.foreign_objects``, and a plan that would remove it is refused.
     """
     actions: list[ViewAction] = []
     changing: set[str] = set()
+    extra_roles = frozenset(roles) - frozenset(get_settings().grant_select_to)
     for name in desired.order:
         item = desired.rendered[name]
         existing = snapshot.objects.get(name)
         wanted_grants = frozenset() if item.hidden else frozenset(roles)
+        wanted_extras = frozenset() if item.hidden else extra_roles
         if existing is None:
             kind, reason = ActionKind.CREATE, "new"
+        elif not existing.is_view:
+            # Never replaced: a table (or sequence) of that name is someone's data.
+            kind, reason = ActionKind.REPLACE, f"is a {existing.kind} in the database"
         elif force:
             kind, reason = ActionKind.REPLACE, "--force"
         elif name in rebuild:
             kind, reason = ActionKind.REPLACE, "rebuilt with fresh data"
         elif existing.kind != item.kind:
             kind, reason = ActionKind.REPLACE, f"is a {existing.kind} in the database"
+        elif not existing.owned:
+            kind, reason = ActionKind.REPLACE, "not created by django-orm-views (taken over)"
         elif existing.fingerprint is None:
-            kind, reason = ActionKind.REPLACE, "not created by django-orm-views"
+            kind, reason = ActionKind.REPLACE, "created by an older version of django-orm-views"
         elif item.dependencies & changing:
             # A view reads the views it depends on by identity, so it is rebuilt with
             # them (its fingerprint usually changed too, through theirs).
@@ -318,6 +354,8 @@ def compare(
         elif existing.fingerprint != desired.fingerprints[name]:
             kind, reason = ActionKind.REPLACE, "definition changed"
         else:
+            grants_to_add = wanted_grants - existing.grantees
+            grants_to_revoke = existing.grantees - wanted_grants
             actions.append(
                 ViewAction(
                     ActionKind.KEEP,
@@ -325,14 +363,16 @@ def compare(
                     "unchanged",
                     item.kind,
                     item.view,
-                    grants_to_add=wanted_grants - existing.grantees,
-                    grants_to_revoke=existing.grantees - wanted_grants,
+                    grants_to_add=grants_to_add,
+                    grants_to_revoke=grants_to_revoke,
+                    # The marker records the extra roles, for refreshes by swap.
+                    marker_outdated=existing.extra_roles != wanted_extras,
                 )
             )
             continue
         changing.add(name)
         actions.append(ViewAction(kind, name, reason, item.kind, item.view))
-    for name in sorted(set(snapshot.objects) - set(desired.rendered)):
+    for name in sorted(set(snapshot.owned_objects) - set(desired.rendered)):
         existing = snapshot.objects[name]
         actions.append(ViewAction(ActionKind.DROP, name, "not declared", existing.kind))
     schema_add: frozenset[str] = frozenset()
@@ -354,6 +394,8 @@ def compare(
         schema_grants_to_add=schema_add,
         schema_grants_to_revoke=schema_revoke,
         rebuild=rebuild,
+        foreign_objects=tuple(snapshot.foreign_objects(desired.rendered)),
+        extra_roles=extra_roles,
     )
 
 
@@ -409,6 +451,11 @@ class Phase:
     lock_timeout: bool = False
     # Sent as one string: one round trip, and the shortest possible transaction.
     single_batch: bool = False
+    # Bounds how long the phase may hold its locks, stopped or not, with local
+    # statement and idle-in-transaction timeouts (ORM_VIEWS_SWAP_TIMEOUT_MS).
+    bounded: bool = False
+    # The schema whose readable views are compared with their models afterwards.
+    verify_in: str | None = None
 
     def batches(self, views_per_batch: int = 1) -> list[Step]:
         """The steps joined into few round trips: all of them (``single_batch``), or the
@@ -500,16 +547,18 @@ def _create_steps(plan: SyncPlan, names: Iterable[str], target_schema: str) -> l
         for sql in item.create_statements(target_schema, select_sql):
             steps.append(Step(sql, name))
         steps.extend(_populate_steps(plan, name, target_schema))
-        comment = quote_literal(fingerprint_comment(plan.fingerprints[name]))
-        steps.append(
-            Step(
-                f"COMMENT ON {_keyword(item.kind)} {_qualified(target_schema, name)} IS {comment}",
-                name,
-            )
-        )
+        steps.append(_marker_step(plan, name, target_schema))
         if not item.hidden:
             steps.extend(_grant_steps(target_schema, name, item.kind, plan.roles, ()))
     return steps
+
+
+def _marker_step(plan: SyncPlan, name: str, target_schema: str) -> Step:
+    """The package's ownership marker and fingerprint, on the view's ``_RETURN`` rule
+    (the view's own comment belongs to the user)."""
+    extra_roles = () if plan.rendered[name].hidden else plan.extra_roles
+    marker = quote_literal(owner_marker(plan.fingerprints[name], extra_roles))
+    return Step(f'COMMENT ON RULE "_RETURN" ON {_qualified(target_schema, name)} IS {marker}', name)
 
 
 def _populate_steps(plan: SyncPlan, name: str, target_schema: str) -> list[Step]:
@@ -556,11 +605,14 @@ def _drop_dependents_first(plan: SyncPlan) -> list[Step]:
     ]
 
 
+def describe_dependent(schema: str, dependent: ExternalDependent) -> str:
+    if dependent.dependent_kind == "row type":
+        return f"{dependent.dependent} uses the row type of {schema}.{dependent.view}"
+    return f"{dependent.dependent_kind} {dependent.dependent} depends on {schema}.{dependent.view}"
+
+
 def _raise_for_dependents(plan: SyncPlan, dependents: list[ExternalDependent]) -> None:
-    listed = "; ".join(
-        f"{dependent.dependent_kind} {dependent.dependent} depends on {plan.schema}.{dependent.view}"
-        for dependent in dependents
-    )
+    listed = "; ".join(describe_dependent(plan.schema, dependent) for dependent in dependents)
     raise ExternalDependentsError(
         f"Refusing to sync database '{plan.database}': objects outside the "
         f"{plan.schema!r} schema depend on views this sync would replace or drop ({listed}). "
@@ -569,25 +621,44 @@ def _raise_for_dependents(plan: SyncPlan, dependents: list[ExternalDependent]) -
     )
 
 
+def raise_for_foreign_objects(plan: SyncPlan) -> None:
+    """Refuse a plan that would drop or replace what the package did not create."""
+    if plan.snapshot.foreign_staging:
+        raise ForeignObjectsError(
+            f"Refusing to sync database '{plan.database}': schema "
+            f"{staging_schema_name(plan.schema)!r} exists but was not created by "
+            f"django-orm-views, which reserves that name (and {old_schema_prefix(plan.schema)}*) "
+            "for its working schemas. Nothing was changed. Rename that schema, then run "
+            "sync_views again."
+        )
+    if not plan.foreign_objects or not plan.changes_views:
+        return
+    listed = ", ".join(plan.foreign_objects)
+    raise ForeignObjectsError(
+        f"Refusing to sync database '{plan.database}': the {plan.schema!r} schema holds "
+        f"objects that django-orm-views did not create ({listed}), and a sync replaces the "
+        "whole schema. Nothing was changed. Move them to another schema (ALTER ... SET "
+        "SCHEMA), drop them if they are not needed, or set ORM_VIEWS_SCHEMA to a schema "
+        "of the package's own."
+    )
+
+
 def compile_plan(plan: SyncPlan, connection: BaseDatabaseWrapper) -> CompiledPlan:
-    """The statements that apply ``plan``, grouped in transactions. Reads (never writes)
-    the catalog to find objects outside the schema that depend on its views."""
+    """The statements that apply ``plan``, grouped in phases. Reads (never writes) the
+    catalog to find objects outside the schema that depend on its views, and refuses a
+    plan that would drop or replace anything the package did not create."""
+    raise_for_foreign_objects(plan)
     schema = plan.schema
     live_exists = plan.snapshot.schema_exists
-    dependents = external_dependents(connection, schema) if live_exists else []
+    dependents = (
+        external_dependents(connection, schema, package_schemas=package_schemas(plan.snapshot))
+        if live_exists
+        else []
+    )
 
     if not plan.changes_views:
         # Only grants differ: change them in place, nothing to rebuild.
-        steps = _schema_grant_steps(schema, plan.schema_grants_to_add, plan.schema_grants_to_revoke)
-        for action in plan.actions:
-            steps += _grant_steps(
-                schema,
-                action.name,
-                action.object_kind,
-                action.grants_to_add,
-                action.grants_to_revoke,
-            )
-        return CompiledPlan([Phase("grants", steps)] if steps else [])
+        return CompiledPlan([Phase("grants", _in_place_grant_steps(plan))])
 
     if plan.strategy == "recreate":
         if dependents:
@@ -596,10 +667,11 @@ def compile_plan(plan: SyncPlan, connection: BaseDatabaseWrapper) -> CompiledPla
             *_drop_dependents_first(plan),
             Step(_drop_schema_sql(schema)),
             Step(f"CREATE SCHEMA {quote_identifier(schema)}"),
+            *_schema_comment_steps(schema, plan.snapshot.schema_comment),
             *_schema_grant_steps(schema, plan.roles, ()),
             *_create_steps(plan, plan.order, schema),
         ]
-        return CompiledPlan([Phase("recreate", steps, retry_on_lock=True)])
+        return CompiledPlan([Phase("recreate", steps, retry_on_lock=True, verify_in=schema)])
 
     # Swap: keep unchanged materialized views (and anything an outside object depends
     # on) by moving them across; build everything else in the staging schema.
@@ -621,6 +693,7 @@ def compile_plan(plan: SyncPlan, connection: BaseDatabaseWrapper) -> CompiledPla
     built = [name for name in plan.order if name not in moved]
     build = [
         Step(f"CREATE SCHEMA {quote_identifier(staging)}"),
+        Step(f"COMMENT ON SCHEMA {quote_identifier(staging)} IS {quote_literal(STAGING_MARKER)}"),
         *_schema_grant_steps(staging, plan.roles, ()),
         *_create_steps(plan, built, staging),
     ]
@@ -641,24 +714,62 @@ def compile_plan(plan: SyncPlan, connection: BaseDatabaseWrapper) -> CompiledPla
                 action.grants_to_add,
                 action.grants_to_revoke,
             )
+            if action.marker_outdated:
+                swap.append(_marker_step(plan, action.name, staging))
     old_schema = None
     if live_exists:
         old_schema = f"{old_schema_prefix(schema)}{uuid.uuid4().hex[:8]}"
-        swap.append(
+        swap += [
             Step(
                 f"ALTER SCHEMA {quote_identifier(schema)} RENAME TO {quote_identifier(old_schema)}"
-            )
-        )
-    swap.append(
-        Step(f"ALTER SCHEMA {quote_identifier(staging)} RENAME TO {quote_identifier(schema)}")
-    )
+            ),
+            Step(
+                f"COMMENT ON SCHEMA {quote_identifier(old_schema)} "
+                f"IS {quote_literal(PREVIOUS_MARKER)}"
+            ),
+        ]
+    swap += [
+        Step(f"ALTER SCHEMA {quote_identifier(staging)} RENAME TO {quote_identifier(schema)}"),
+        # The live schema keeps the comment its users gave it (none: no comment).
+        *_schema_comment_steps(schema, plan.snapshot.schema_comment, always=True),
+    ]
     return CompiledPlan(
         [
-            Phase("build", build),
-            Phase("swap", swap, retry_on_lock=True, lock_timeout=True, single_batch=True),
+            Phase("build", build, verify_in=staging),
+            Phase(
+                "swap",
+                swap,
+                retry_on_lock=True,
+                lock_timeout=True,
+                single_batch=True,
+                bounded=True,
+            ),
         ],
         drop_schema=old_schema,
     )
+
+
+def _in_place_grant_steps(plan: SyncPlan) -> list[Step]:
+    schema = plan.schema
+    steps = _schema_grant_steps(schema, plan.schema_grants_to_add, plan.schema_grants_to_revoke)
+    for action in plan.actions:
+        steps += _grant_steps(
+            schema,
+            action.name,
+            action.object_kind,
+            action.grants_to_add,
+            action.grants_to_revoke,
+        )
+        if action.marker_outdated:
+            steps.append(_marker_step(plan, action.name, schema))
+    return steps
+
+
+def _schema_comment_steps(schema: str, comment: str | None, *, always: bool = False) -> list[Step]:
+    if comment is None and not always:
+        return []
+    text = "NULL" if comment is None else quote_literal(comment)
+    return [Step(f"COMMENT ON SCHEMA {quote_identifier(schema)} IS {text}")]
 
 
 # Applying ------------------------------------------------------------------------------
@@ -671,16 +782,20 @@ def _advisory_key(schema: str) -> int:
 
 @contextlib.contextmanager
 def sync_lock(connection: BaseDatabaseWrapper, schema: str, wait: float) -> Iterator[None]:
-    """Serialise syncs of one database with a PostgreSQL advisory lock. Inside an outer
-    transaction the lock is held until that transaction ends."""
+    """Open a transaction that holds the database's sync lock until it ends.
+
+    The lock is a transaction-level advisory lock: it cannot outlive the transaction
+    (a terminated backend, a transaction-mode pooler handing the session to someone
+    else), and everything done under it is in that one transaction, so a sync that
+    loses its connection loses its work with its lock and never goes on without it.
+    Inside an outer transaction the lock is held until that transaction ends.
+    """
     key = _advisory_key(schema)
-    in_transaction = connection.in_atomic_block
-    function = "pg_try_advisory_xact_lock" if in_transaction else "pg_try_advisory_lock"
     deadline = time.monotonic() + wait
     delay = 0.02
-    with connection.cursor() as cursor:
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         while True:
-            cursor.execute(f"SELECT {function}(%s)", [key])
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [key])
             if cursor.fetchone()[0]:
                 break
             if time.monotonic() >= deadline:
@@ -697,18 +812,35 @@ def sync_lock(connection: BaseDatabaseWrapper, schema: str, wait: float) -> Iter
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
-    try:
         yield
-    finally:
-        if not in_transaction:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
 # Views whose statements go to the server in one round trip when their durations are not
 # wanted. A failing batch is rolled back and run again one view at a time, so that the
 # error names its view.
 VIEWS_PER_BATCH = 50
+
+# SQLSTATE classes of a lost connection: 08 (connection exception) and 57 (operator
+# intervention: pg_terminate_backend, a shutdown, a failover).
+CONNECTION_LOST_CLASSES = ("08", "57")
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` means the session is gone (rather than a refused statement)."""
+    code = sqlstate_of(error)
+    if code is not None:
+        return code[:2] in CONNECTION_LOST_CLASSES and code != "57014"  # 57014: a timeout
+    cause = error.__cause__ or error
+    return type(cause).__name__ in ("OperationalError", "InterfaceError")
+
+
+def _lost_connection_error(database: str, stage: str, error: BaseException) -> SyncError:
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ConnectionLostError(
+        f"Sync of database '{database}' lost its connection to PostgreSQL {stage} "
+        f"({detail}). Its transaction was rolled back with its lock: the live views are "
+        "unchanged. Run sync_views again."
+    )
 
 
 def _execute_phase(
@@ -718,13 +850,29 @@ def _execute_phase(
     timings: dict[str, float],
     *,
     views_per_batch: int = 1,
+    outermost: bool = True,
 ) -> None:
     try:
-        _execute_phase_batches(connection, phase, plan, timings, views_per_batch)
+        _execute_phase_batches(connection, phase, plan, timings, views_per_batch, outermost)
     except SyncError as error:
-        if views_per_batch == 1 or sqlstate_of(error) in RETRYABLE_SQLSTATES:
+        if (
+            views_per_batch == 1
+            or sqlstate_of(error) in RETRYABLE_SQLSTATES
+            or isinstance(error, ConnectionLostError)
+        ):
             raise
-        _execute_phase_batches(connection, phase, plan, timings, 1)
+        _execute_phase_batches(connection, phase, plan, timings, 1, outermost)
+
+
+def _phase_settings(phase: Phase) -> list[tuple[str, str]]:
+    settings = get_settings()
+    values = []
+    if phase.lock_timeout:
+        values.append(("lock_timeout", f"{settings.swap_lock_timeout_ms}ms"))
+    if phase.bounded:
+        bound = f"{swap_timeout_ms()}ms"
+        values += [("statement_timeout", bound), ("idle_in_transaction_session_timeout", bound)]
+    return values
 
 
 def _execute_phase_batches(
@@ -733,20 +881,16 @@ def _execute_phase_batches(
     plan: SyncPlan,
     timings: dict[str, float],
     views_per_batch: int,
+    outermost: bool,
 ) -> None:
-    settings = get_settings()
-    attempts = settings.swap_attempts if phase.retry_on_lock else 1
+    attempts = get_settings().swap_attempts if phase.retry_on_lock else 1
     delay = 0.01
+    local_settings = _phase_settings(phase)
     for attempt in range(1, attempts + 1):
         try:
+            # A savepoint of the sync's transaction: a retry starts the phase afresh.
             with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-                previous_timeout = None
-                if phase.lock_timeout:
-                    cursor.execute(
-                        "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
-                        [f"{settings.swap_lock_timeout_ms}ms"],
-                    )
-                    previous_timeout = cursor.fetchone()[0]
+                previous = _set_local(cursor, local_settings)
                 for step in phase.batches(views_per_batch):
                     started = time.perf_counter()
                     _execute_step(cursor, step, plan)
@@ -754,10 +898,13 @@ def _execute_phase_batches(
                         timings[step.view] = timings.get(step.view, 0.0) + (
                             time.perf_counter() - started
                         )
-                if previous_timeout is not None:
-                    cursor.execute(
-                        "SELECT set_config('lock_timeout', %s, true)", [previous_timeout]
-                    )
+                if phase.verify_in is not None:
+                    verify_readable_columns(cursor, plan, phase.verify_in)
+                # The sync's own transaction commits right after a bounded phase: its
+                # timeouts stay in force until then, so that a sync stopped before its
+                # COMMIT is ended by the server instead of stalling readers.
+                if previous and not (phase.bounded and outermost):
+                    _set_local(cursor, previous)
             return
         except SyncError as error:
             if sqlstate_of(error) in RETRYABLE_SQLSTATES and attempt < attempts:
@@ -767,10 +914,28 @@ def _execute_phase_batches(
             raise
 
 
+def _set_local(cursor: Any, values: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Set ``values`` for the rest of the transaction; returns the previous ones."""
+    if not values:
+        return []
+    cursor.execute(
+        "SELECT " + ", ".join("current_setting(%s), set_config(%s, %s, true)" for _ in values),
+        [item for name, value in values for item in (name, name, value)],
+    )
+    row = cursor.fetchone()
+    return [(name, row[index * 2]) for index, (name, _) in enumerate(values)]
+
+
+def swap_timeout_ms() -> int:
+    return int(getattr(get_settings(), "swap_timeout_ms", 1000))
+
+
 def _execute_step(cursor: Any, step: Step, plan: SyncPlan) -> None:
     try:
         cursor.execute(step.sql)
     except DatabaseError as error:
+        if connection_lost(error):
+            raise _lost_connection_error(plan.database, "while it ran", error) from error
         message = str(error).strip()
         if step.view is not None and step.view in plan.rendered:
             subject = f"View {describe(plan.rendered[step.view].view)}"
@@ -791,25 +956,95 @@ def _shorten(sql: str, limit: int = 200) -> str:
     return sql if len(sql) <= limit else sql[: limit - 3] + "..."
 
 
+COLUMNS_QUERY = """
+SELECT c.relname, array_agg(a.attname::text ORDER BY a.attnum)
+FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = %s AND c.relname = ANY(%s)
+GROUP BY c.relname
+"""
+
+
+def model_columns(view: type[BasePostgresView]) -> list[str]:
+    """The columns a readable view's model reads (none for other views)."""
+    meta = getattr(view, "_meta", None)
+    if meta is None:
+        return []
+    return [field.column for field in meta.concrete_fields if field.column]
+
+
+def verify_readable_columns(cursor: Any, plan: SyncPlan, schema: str) -> None:
+    """Compare each readable view built in ``schema`` with its model: a field without a
+    column would only fail when a query reads it. Raises before anything is swapped in."""
+    readable = {
+        name: columns for name in plan.order if (columns := model_columns(plan.rendered[name].view))
+    }
+    if not readable:
+        return
+    cursor.execute(COLUMNS_QUERY, [schema, sorted(readable)])
+    built = {name: list(columns) for name, columns in cursor.fetchall()}
+    for name in plan.order:
+        if name not in built or name not in readable:
+            continue
+        missing = [column for column in readable[name] if column not in built[name]]
+        if missing:
+            view = plan.rendered[name].view
+            column = missing[0]
+            close = difflib.get_close_matches(column, built[name], n=1)
+            hint = f"; the closest column is {close[0]!r}" if close else ""
+            raise ColumnMismatchError(
+                f"View {describe(view)}: field column {column!r} is not a column of the view "
+                f"(its columns: {', '.join(built[name])}){hint}. Rename the field (or set its "
+                "db_column), or select that column in the view's SQL. Nothing was changed."
+            )
+
+
+def _unsafe_to_drop(connection: BaseDatabaseWrapper, schema: str) -> str | None:
+    """Why ``schema`` must not be dropped, or None: it must be a working schema the
+    package marked, hold nothing but the package's views, and nothing outside may
+    depend on them."""
+    snapshot = read_catalog(connection, schema)
+    if not snapshot.schema_exists:
+        return None
+    comment = snapshot.schema_comment or ""
+    if not comment.startswith(SCHEMA_MARKER_PREFIX):
+        return f"schema {schema} was not created by django-orm-views"
+    foreign = snapshot.foreign_objects()
+    if foreign:
+        return (
+            f"schema {schema} holds objects django-orm-views did not create: {', '.join(foreign)}"
+        )
+    own = package_schemas(read_catalog(connection, get_settings().schema))
+    outside = external_dependents(connection, schema, package_schemas=own)
+    if outside:
+        listed = "; ".join(describe_dependent(schema, dependent) for dependent in outside)
+        return f"objects outside it depend on its views ({listed})"
+    return None
+
+
 def drop_schema(connection: BaseDatabaseWrapper, schema: str, *, attempts: int = 10) -> bool:
-    """Drop a leftover staging or old schema, unless an outside object depends on it or
-    readers keep it locked. Returns whether it is gone; the next sync tries again."""
-    if external_dependents(connection, schema, views_schema=get_settings().schema):
-        return False
-    settings = get_settings()
+    """Drop a working schema (staging, previous generation) of the package, unless it is
+    not the package's, holds anything else, an outside object depends on it, or readers
+    keep it locked. Returns whether it is gone; the next sync tries again."""
     delay = 0.01
     for attempt in range(1, attempts + 1):
         try:
             with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
-                    [f"{settings.swap_lock_timeout_ms}ms"],
+                if _unsafe_to_drop(connection, schema) is not None:
+                    return False
+                previous = _set_local(
+                    cursor, [("lock_timeout", f"{get_settings().swap_lock_timeout_ms}ms")]
                 )
-                previous_timeout = cursor.fetchone()[0]
                 cursor.execute(_drop_schema_sql(schema))
-                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous_timeout])
+                if connection.in_atomic_block and len(connection.atomic_blocks) > 1:
+                    _set_local(cursor, previous)
             return True
         except DatabaseError as error:
+            if connection_lost(error):
+                # The views are already swapped; the next sync drops this schema.
+                connection.close()
+                return False
             if sqlstate_of(error) not in RETRYABLE_SQLSTATES or attempt == attempts:
                 return False
             time.sleep(delay)
@@ -818,7 +1053,7 @@ def drop_schema(connection: BaseDatabaseWrapper, schema: str, *, attempts: int =
 
 
 def _check_roles(connection: BaseDatabaseWrapper, plan: SyncPlan) -> None:
-    missing = missing_roles(connection, plan.roles)
+    missing = missing_roles(connection, [role for role in plan.roles if role != "public"])
     if missing:
         configured = set(get_settings().grant_select_to)
         sources = [
@@ -833,39 +1068,34 @@ def _check_roles(connection: BaseDatabaseWrapper, plan: SyncPlan) -> None:
 
 
 def apply_plan(plan: SyncPlan, *, time_each_view: bool = False) -> SyncResult:
-    """Execute ``plan``. Takes the database's sync lock, re-reads the catalog under it
-    (another sync may have done the work meanwhile), then builds and swaps.
+    """Execute ``plan`` in one transaction that holds the database's sync lock: re-read
+    the catalog under it (another sync may have done the work meanwhile), build beside
+    the live views and swap them in. Then drop the replaced schema, and read the
+    catalog once more: a sync that returns has made the database match the code.
 
     ``time_each_view`` sends each view's statements on their own, to report how long
     each took (``result.view_timings``); otherwise they go in batches of several views.
     """
     started = time.perf_counter()
     connection = connections[plan.database]
-    settings = get_settings()
     result = SyncResult(database=plan.database, plan=plan)
     if not plan and not plan.snapshot.leftover_schemas:
         result.duration = time.perf_counter() - started
         return result
     desired = DesiredState(plan.database, plan.schema, plan.rendered, plan.order, plan.fingerprints)
-    with sync_lock(connection, plan.schema, settings.sync_lock_wait):
-        snapshot = read_catalog(connection, plan.schema)
-        for leftover in snapshot.leftover_schemas:
-            if drop_schema(connection, leftover):
-                result.dropped_leftovers.append(leftover)
-        plan = compare(
-            desired,
-            snapshot,
-            roles=plan.roles,
-            strategy=plan.strategy,
-            force=plan.force,
-            rebuild=plan.rebuild,
-        )
-        result.plan = plan
-        if plan:
-            _check_roles(connection, plan)
-            compiled = compile_plan(plan, connection)
-            signals.pre_sync.send(sender=SyncPlan, plan=plan, database=plan.database)
-            try:
+    outermost = not connection.in_atomic_block
+    compiled: CompiledPlan | None = None
+    stage = "while it waited for the sync lock"
+    try:
+        with sync_lock(connection, plan.schema, get_settings().sync_lock_wait):
+            stage = "while it ran"
+            snapshot = read_catalog(connection, plan.schema)
+            plan = _replan(desired, snapshot, plan)
+            result.plan = plan
+            if plan:
+                _check_roles(connection, plan)
+                compiled = compile_plan(plan, connection)
+                signals.pre_sync.send(sender=SyncPlan, plan=plan, database=plan.database)
                 for phase in compiled.phases:
                     _execute_phase(
                         connection,
@@ -873,21 +1103,53 @@ def apply_plan(plan: SyncPlan, *, time_each_view: bool = False) -> SyncResult:
                         plan,
                         result.view_timings,
                         views_per_batch=1 if time_each_view else VIEWS_PER_BATCH,
+                        outermost=outermost,
                     )
-            except BaseException:
-                # A failed swap leaves the built staging schema behind; the live schema
-                # is untouched either way.
-                if any(phase.name == "swap" for phase in compiled.phases):
-                    drop_schema(connection, staging_schema_name(plan.schema))
-                raise
-            result.statements = compiled.statements
-            result.applied = True
-            if compiled.drop_schema and not drop_schema(connection, compiled.drop_schema):
-                result.kept_old_schema = compiled.drop_schema
+                result.statements = compiled.statements
+            stage = "while it committed"
+    except DatabaseError as error:
+        if connection_lost(error):
+            raise _lost_connection_error(plan.database, stage, error) from error
+        raise
+    result.applied = compiled is not None
+    for leftover in snapshot.leftover_schemas:
+        if drop_schema(connection, leftover):
+            result.dropped_leftovers.append(leftover)
+    old_schema = compiled.drop_schema if compiled is not None else None
+    if old_schema and not drop_schema(connection, old_schema):
+        result.kept_old_schema = old_schema
+    if result.applied:
+        _verify_applied(connection, desired, plan)
     result.duration = time.perf_counter() - started
     if result.applied:
         signals.post_sync.send(sender=SyncPlan, plan=plan, result=result, database=plan.database)
     return result
+
+
+def _replan(desired: DesiredState, snapshot: CatalogSnapshot, plan: SyncPlan) -> SyncPlan:
+    return compare(
+        desired,
+        snapshot,
+        roles=plan.roles,
+        strategy=plan.strategy,
+        force=plan.force,
+        rebuild=plan.rebuild,
+    )
+
+
+def _verify_applied(connection: BaseDatabaseWrapper, desired: DesiredState, plan: SyncPlan) -> None:
+    """Exit status 0 means the database matches the code: read it back and compare."""
+    try:
+        snapshot = read_catalog(connection, plan.schema)
+    except DatabaseError as error:
+        raise _lost_connection_error(plan.database, "after it committed", error) from error
+    left = compare(desired, snapshot, roles=plan.roles, strategy=plan.strategy, force=False)
+    if left:
+        raise SyncError(
+            f"Sync of database '{plan.database}' finished, but the database still differs "
+            f"from the declared views: {'; '.join(left.describe())}. Run sync_views again; "
+            "if this persists, report it with the output of `sync_views --check`."
+        )
 
 
 def rebuild_views(
@@ -900,13 +1162,36 @@ def rebuild_views(
     plan = compare(
         desired,
         snapshot,
-        # Keep whatever roles the last sync granted (settings and command-line alike).
-        roles=_roles(sorted(snapshot.schema_grantees - {"PUBLIC"})),
+        # The roles of the settings and those the last sync recorded in its markers
+        # (--grant-select-permissions-to-user); never whatever else the catalog holds.
+        roles=_roles(sorted(snapshot.extra_roles)),
         strategy="swap",
         force=False,
         rebuild=frozenset(view.view_name for view in views),
     )
     return apply_plan(plan)
+
+
+def databases_to_sync() -> list[str]:
+    """The aliases a sync covers by default, in settings order: every one with declared
+    views, and every other PostgreSQL database (not a test mirror, migrated by this
+    app) whose views schema holds the package's views: with their classes gone (an app
+    removed from INSTALLED_APPS), a sync drops them and ``--check`` reports them."""
+    with_views = set(databases_with_views())
+    schema = get_settings().schema
+    aliases = []
+    for alias in connections:
+        if alias not in with_views:
+            connection = connections[alias]
+            if (
+                connection.vendor != "postgresql"
+                or connection.settings_dict.get("TEST", {}).get("MIRROR")
+                or not router.allow_migrate(alias, "django_orm_views")
+                or not read_catalog(connection, schema).holds_package_objects
+            ):
+                continue
+        aliases.append(alias)
+    return aliases
 
 
 def sync_views(
@@ -921,9 +1206,7 @@ def sync_views(
     """Make the views schema of ``database`` (default: every alias with views) match
     the declared views. With ``dry_run``, only work out the statements; with
     ``time_each_view``, measure each view's statements (one round trip each)."""
-    from .registry import databases_with_views
-
-    aliases = [database] if database else databases_with_views()
+    aliases = [database] if database else databases_to_sync()
     results = []
     for alias in aliases:
         started = time.perf_counter()

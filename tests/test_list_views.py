@@ -167,6 +167,8 @@ def test_outdated_missing_and_undeclared_objects(declared_views: list[type]) -> 
     assert footer == [
         "12 view(s): 6 in sync, 3 outdated, 1 missing, 2 not declared.",
         "Run `manage.py sync_views --database default` to make the database match the code.",
+        "Not created by django-orm-views: views.old_totals, views.stray. A sync that changes "
+        "views refuses to replace the schema until they are moved elsewhere.",
     ]
 
 
@@ -209,6 +211,7 @@ def test_json_for_scripts_includes_the_last_refresh_and_its_error(
         "populated",
         "rows",
         "size_bytes",
+        "managed",
         "last_refresh",
     }
     assert (domains["database"], domains["kind"], domains["state"]) == (
@@ -288,6 +291,7 @@ def test_leftover_schemas_are_mentioned() -> None:
     sync_views(database="default")
     with connection.cursor() as cursor:
         cursor.execute('CREATE SCHEMA "views__old_deadbeef"')
+        cursor.execute("COMMENT ON SCHEMA views__old_deadbeef IS 'django_orm_views:previous'")
     _, _, footer = table()
     assert footer[-1] == (
         "Schema views__old_deadbeef was left by an interrupted sync; the next sync drops it."

@@ -504,6 +504,11 @@ class TestSyncOnMigrate:
         db = at_0001
         db.fetch("CREATE SCHEMA views__old_0badcafe")
         db.fetch("CREATE VIEW views__old_0badcafe.prices AS SELECT price FROM migrating_app_item")
+        db.fetch("COMMENT ON SCHEMA views__old_0badcafe IS 'django_orm_views:previous'")
+        db.fetch(
+            'COMMENT ON RULE "_RETURN" ON views__old_0badcafe.prices IS '
+            '\'django_orm_views {"extra_roles": [], "fingerprint": "left"}\''
+        )
         result = db.manage("migrate", sync_on_migrate=True)
         assert result.exit_code == 0, result.stderr
         assert db.fetch("SELECT to_regnamespace('views__old_0badcafe')") == [(None,)]

@@ -33,6 +33,7 @@ from .utils import (
     fetch,
     manage_py,
     manage_py_env,
+    mark_as_working_schema,
     relations_in,
     schemas_like,
 )
@@ -477,7 +478,7 @@ def test_sync_killed_while_its_build_waits_for_a_lock_leaves_the_live_views(sync
     assert schemas_like(LEFTOVERS) == []
 
 
-def test_sync_killed_while_its_swap_waits_for_a_reader_leaves_staging_for_the_next_sync(
+def test_sync_killed_while_its_swap_waits_for_a_reader_leaves_nothing_behind(
     syncs: Syncs,
 ) -> None:
     sync_views(database="default")
@@ -489,19 +490,20 @@ def test_sync_killed_while_its_swap_waits_for_a_reader_leaves_staging_for_the_ne
             process = syncs.start(fault_views="added")
             wait_for(
                 "the swap to wait for the reader of shop_dailysales",
-                lambda: (
-                    schemas_like("views\\_\\_staging")
-                    and syncs.backends(process, "wait_event_type = 'Lock'")
+                lambda: syncs.backends(
+                    process, "wait_event_type = 'Lock' AND query LIKE '%SET SCHEMA%'"
                 ),
                 process=process,
             )
             syncs.kill(process)
             assert live_state() == before
-            assert schemas_like(LEFTOVERS) == ["views__staging"]
+            # The build and the swap are one transaction: killed, nothing of it is left.
+            syncs.wait_for_backends_to_go()
+            assert schemas_like(LEFTOVERS) == []
+            assert advisory_locks() == 0
 
         # The same deploy, run again once the reader is gone.
         stdout = ok(syncs.run(fault_views="added"))
-        assert "Dropped schema views__staging left by an interrupted sync." in stdout
         assert "1 created, 0 replaced, 0 dropped, 9 unchanged" in stdout
     assert_read_without_trouble(reader)
 
@@ -686,21 +688,21 @@ def test_hand_made_view_over_an_unchanged_view_survives_syncs(
 
 
 @pytest.mark.parametrize("synced_before", [False, True], ids=["from-empty", "from-synced"])
-def test_leftover_staging_schema_is_dropped_by_the_next_sync(
+def test_leftover_working_schema_is_dropped_by_the_next_sync(
     clean_views_schema: None, synced_before: bool
 ) -> None:
     if synced_before:
         sync_views(database="default")
     before = live_state()
     execute(
-        "CREATE SCHEMA views__staging",
-        "CREATE TABLE views__staging.junk (id int)",
-        "INSERT INTO views__staging.junk VALUES (1)",
+        "CREATE SCHEMA views__old_0badf00d",
+        "CREATE VIEW views__old_0badf00d.junk AS SELECT 1 AS id",
     )
+    mark_as_working_schema("views__old_0badf00d", "junk")
 
     stdout = ok(manage_sync())
 
-    assert "Dropped schema views__staging left by an interrupted sync." in stdout
+    assert "Dropped schema views__old_0badf00d left by an interrupted sync." in stdout
     assert schemas_like(LEFTOVERS) == []
     assert relations_in("views") == SHOP_RELATIONS
     if synced_before:

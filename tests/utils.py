@@ -126,3 +126,15 @@ def declare_view(
     if materialized:
         bases = (PostgresMaterialisedViewMixin, PostgresViewFromSQL)
     return type(name, bases, {"__module__": module, "__qualname__": name, **attributes})
+
+
+def mark_as_working_schema(schema: str, *views: str, alias: str = "default") -> None:
+    """Mark ``schema`` and its ``views`` the way a sync marks what it creates, to stand
+    for a working schema an interrupted sync left behind."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute(f"COMMENT ON SCHEMA \"{schema}\" IS 'django_orm_views:previous'")
+        for view in views:
+            cursor.execute(
+                f'COMMENT ON RULE "_RETURN" ON "{schema}"."{view}" IS '
+                '\'django_orm_views {"extra_roles": [], "fingerprint": "left"}\''
+            )

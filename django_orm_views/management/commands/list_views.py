@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from ...exceptions import ViewError
 from ...history import IN_SYNC, MISSING, NOT_DECLARED, OUTDATED, ViewStatus, view_statuses
-from ...registry import databases_with_views
+from ...sync import databases_to_sync
 
 COLUMNS = ("NAME", "KIND", "STATE", "POPULATED", "ROWS", "SIZE", "LAST REFRESH", "DURATION")
 STATE_ORDER = (IN_SYNC, OUTDATED, MISSING, NOT_DECLARED)
@@ -39,7 +39,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        aliases = [options["database"]] if options["database"] else databases_with_views()
+        aliases = [options["database"]] if options["database"] else databases_to_sync()
         listings = []
         try:
             for alias in aliases:
@@ -81,6 +81,13 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Run `manage.py sync_views --database {alias}` to make the database match "
                 "the code."
+            )
+        foreign = [f"{schema}.{status.name}" for status in statuses if not status.managed]
+        if foreign:
+            self.stdout.write(
+                f"Not created by django-orm-views: {', '.join(foreign)}. A sync that changes "
+                "views refuses to replace the schema until they are moved elsewhere.",
+                self.style.WARNING,
             )
         for leftover in leftovers:
             self.stdout.write(

@@ -9,7 +9,7 @@ from django.db import connections
 
 from ...conf import STRATEGIES
 from ...exceptions import ViewError
-from ...sync import SyncResult, plan_sync, sync_views
+from ...sync import SyncResult, databases_to_sync, plan_sync, sync_views
 
 
 class Command(BaseCommand):
@@ -69,9 +69,7 @@ class Command(BaseCommand):
             self.render(result, verbosity)
 
     def check_only(self, options: dict[str, Any]) -> None:
-        from ...registry import databases_with_views
-
-        aliases = [options["database"]] if options["database"] else databases_with_views()
+        aliases = [options["database"]] if options["database"] else databases_to_sync()
         differs = False
         for alias in aliases:
             plan = plan_sync(
