@@ -4,6 +4,7 @@ work it did not do. Each test tries to break one of those promises on a real ser
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +34,7 @@ def sync(*args: str, **options: Any) -> str:
     # Exit status 0 means the database matches the code (with the same roles to grant).
     grants = [
         value
-        for option, value in zip(args, args[1:], strict=False)
+        for option, value in itertools.pairwise(args)
         if option == "--grant-select-permissions-to-user"
     ]
     check_args = [arg for role in grants for arg in ("--grant-select-permissions-to-user", role)]
