@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DatabaseError, Error, connections, router, transaction
 
 from . import signals
 from .compiler import (
@@ -829,7 +829,8 @@ def connection_lost(error: BaseException) -> bool:
     """Whether ``error`` means the session is gone (rather than a refused statement)."""
     code = sqlstate_of(error)
     if code is not None:
-        return code[:2] in CONNECTION_LOST_CLASSES and code != "57014"  # 57014: a timeout
+        # 25P03: ended by idle_in_transaction_session_timeout (a sync stopped too long).
+        return code == "25P03" or (code[:2] in CONNECTION_LOST_CLASSES and code != "57014")
     cause = error.__cause__ or error
     return type(cause).__name__ in ("OperationalError", "InterfaceError")
 
@@ -1040,7 +1041,7 @@ def drop_schema(connection: BaseDatabaseWrapper, schema: str, *, attempts: int =
                 if connection.in_atomic_block and len(connection.atomic_blocks) > 1:
                     _set_local(cursor, previous)
             return True
-        except DatabaseError as error:
+        except Error as error:
             if connection_lost(error):
                 # The views are already swapped; the next sync drops this schema.
                 connection.close()
@@ -1107,10 +1108,14 @@ def apply_plan(plan: SyncPlan, *, time_each_view: bool = False) -> SyncResult:
                     )
                 result.statements = compiled.statements
             stage = "while it committed"
-    except DatabaseError as error:
+    except Error as error:  # InterfaceError too: a closed connection is not a DatabaseError
         if connection_lost(error):
             raise _lost_connection_error(plan.database, stage, error) from error
-        raise
+        raise SyncError(
+            f"Sync of database '{plan.database}' failed {stage}: {str(error).strip()}. Its "
+            "transaction was rolled back: the live views are unchanged. Fix the cause, then "
+            "run sync_views again."
+        ) from error
     result.applied = compiled is not None
     for leftover in snapshot.leftover_schemas:
         if drop_schema(connection, leftover):
@@ -1141,7 +1146,7 @@ def _verify_applied(connection: BaseDatabaseWrapper, desired: DesiredState, plan
     """Exit status 0 means the database matches the code: read it back and compare."""
     try:
         snapshot = read_catalog(connection, plan.schema)
-    except DatabaseError as error:
+    except Error as error:
         raise _lost_connection_error(plan.database, "after it committed", error) from error
     left = compare(desired, snapshot, roles=plan.roles, strategy=plan.strategy, force=False)
     if left:
