@@ -884,7 +884,8 @@ def _execute_phase_batches(
     views_per_batch: int,
     outermost: bool,
 ) -> None:
-    attempts = get_settings().swap_attempts if phase.retry_on_lock else 1
+    # At least one attempt, whatever the setting says: a phase is never skipped.
+    attempts = max(1, get_settings().swap_attempts) if phase.retry_on_lock else 1
     delay = 0.01
     local_settings = _phase_settings(phase)
     for attempt in range(1, attempts + 1):

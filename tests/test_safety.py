@@ -303,6 +303,20 @@ def test_exit_0_is_followed_by_a_clean_check(scenario: str) -> None:
         sync(*args)  # asserts `sync_views --check` exits 0 after each
 
 
+@pytest.mark.parametrize("attempts", [0, -1])
+def test_no_attempt_at_the_swap_is_never_an_exit_0(attempts: int) -> None:
+    sync()
+    with override_settings(ORM_VIEWS_SWAP_ATTEMPTS=attempts):
+        result = run_command("sync_views", "--database", "default", "--force")
+    # Refused as a bad setting, or run once: never "replaced" without a swap.
+    if result.exit_code != 0:
+        assert "ORM_VIEWS_SWAP_ATTEMPTS" in result.stderr
+    else:
+        assert "9 replaced" in result.stdout
+    assert run_command("sync_views", "--check", "--database", "default").exit_code == 0
+    assert fetch("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'views\\_\\_%%'") == [(0,)]
+
+
 def test_with_no_views_declared_the_packages_views_are_planned_and_dropped(
     declared_views: list[type],
 ) -> None:
