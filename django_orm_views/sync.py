@@ -454,6 +454,9 @@ class Phase:
     # Bounds how long the phase may hold its locks, stopped or not, with local
     # statement and idle-in-transaction timeouts (ORM_VIEWS_SWAP_TIMEOUT_MS).
     bounded: bool = False
+    # Bounds only how long a stopped sync may sit on the phase's locks (its statements
+    # may take as long as they need: a recreate rebuilds everything).
+    idle_bounded: bool = False
     # The schema whose readable views are compared with their models afterwards.
     verify_in: str | None = None
 
@@ -671,7 +674,9 @@ def compile_plan(plan: SyncPlan, connection: BaseDatabaseWrapper) -> CompiledPla
             *_schema_grant_steps(schema, plan.roles, ()),
             *_create_steps(plan, plan.order, schema),
         ]
-        return CompiledPlan([Phase("recreate", steps, retry_on_lock=True, verify_in=schema)])
+        return CompiledPlan(
+            [Phase("recreate", steps, retry_on_lock=True, idle_bounded=True, verify_in=schema)]
+        )
 
     # Swap: keep unchanged materialized views (and anything an outside object depends
     # on) by moving them across; build everything else in the staging schema.
@@ -870,9 +875,11 @@ def _phase_settings(phase: Phase) -> list[tuple[str, str]]:
     values = []
     if phase.lock_timeout:
         values.append(("lock_timeout", f"{settings.swap_lock_timeout_ms}ms"))
+    bound = f"{swap_timeout_ms()}ms"
     if phase.bounded:
-        bound = f"{swap_timeout_ms()}ms"
-        values += [("statement_timeout", bound), ("idle_in_transaction_session_timeout", bound)]
+        values.append(("statement_timeout", bound))
+    if phase.bounded or phase.idle_bounded:
+        values.append(("idle_in_transaction_session_timeout", bound))
     return values
 
 
@@ -905,7 +912,7 @@ def _execute_phase_batches(
                 # The sync's own transaction commits right after a bounded phase: its
                 # timeouts stay in force until then, so that a sync stopped before its
                 # COMMIT is ended by the server instead of stalling readers.
-                if previous and not (phase.bounded and outermost):
+                if previous and not ((phase.bounded or phase.idle_bounded) and outermost):
                     _set_local(cursor, previous)
             return
         except SyncError as error:

@@ -39,9 +39,10 @@ from .utils import REPOSITORY, declare_view, fetch, manage_py_env, relations_in,
 pytestmark = pytest.mark.usefixtures("clean_views_schema")
 
 MILLION = 1_000_000
+SYNC = ("sync_views", "--database", "default")
 
-# manage.py, with the sync stopping itself (SIGSTOP) right after its swap statements and
-# before its COMMIT: a frozen container, a debugger, a paused VM.
+# manage.py, with the sync stopping itself (SIGSTOP) right after the statements of the
+# phase STOP_AFTER_PHASE names (the swap, or a recreate) and before its COMMIT: a frozen container, a debugger, a paused VM.
 STOP_AFTER_SWAP = (
     "import os, signal, sys\n"
     "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'test_project.settings')\n"
@@ -52,7 +53,7 @@ STOP_AFTER_SWAP = (
     "original = sync._execute_phase\n"
     "def stopping(connection, phase, *args, **kwargs):\n"
     "    original(connection, phase, *args, **kwargs)\n"
-    "    if phase.name == 'swap':\n"
+    "    if phase.name == os.environ['STOP_AFTER_PHASE']:\n"
     "        os.kill(os.getpid(), signal.SIGSTOP)\n"
     "sync._execute_phase = stopping\n"
     "from django.core.management import execute_from_command_line\n"
@@ -181,12 +182,15 @@ def test_terminated_while_waiting_for_the_lock(syncs: Syncs) -> None:
     assert advisory_locks() == 0
 
 
-def _start_stopping_sync(syncs: Syncs) -> subprocess.Popen[str]:
+def _start_stopping_sync(syncs: Syncs, strategy: str = "swap") -> subprocess.Popen[str]:
     application_name = "sessions_stopping_sync"
+    phase = "swap" if strategy == "swap" else "recreate"
     process = subprocess.Popen(
-        [sys.executable, "-c", STOP_AFTER_SWAP, "sync_views", "--database", "default"],
+        [sys.executable, "-c", STOP_AFTER_SWAP, *SYNC, "--strategy", strategy],
         cwd=REPOSITORY,
-        env=manage_py_env({"FAULT_VIEWS": "added", "PGAPPNAME": application_name}),
+        env=manage_py_env(
+            {"FAULT_VIEWS": "added", "PGAPPNAME": application_name, "STOP_AFTER_PHASE": phase}
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -203,13 +207,16 @@ def _stopped(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "T"
 
 
-@pytest.mark.parametrize("ending", ["swap timeout", "terminated"])
+@pytest.mark.parametrize(
+    ("strategy", "ending"),
+    [("swap", "swap timeout"), ("swap", "terminated"), ("recreate", "swap timeout")],
+)
 def test_a_sync_stopped_before_its_commit_stalls_readers_at_most_the_swap_timeout(
-    syncs: Syncs, ending: str
+    syncs: Syncs, strategy: str, ending: str
 ) -> None:
     sync_views(database="default")
     before = live_state()
-    process = _start_stopping_sync(syncs)
+    process = _start_stopping_sync(syncs, strategy)
     if ending == "terminated":
         terminate(syncs.backends(process))
     # The unchanged materialized views were moved in the swap: a reader needs them.
