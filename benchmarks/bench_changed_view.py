@@ -58,8 +58,9 @@ def run(database: common.Database, args: Any) -> None:
     common.migrate()
     from django.db import connections
 
-    from django_orm_views.compiler import fingerprint_comment, quote_literal
-    from django_orm_views.sync import ActionKind, sync_views
+    from django_orm_views.compiler import quote_literal
+    from django_orm_views.introspection import owner_marker
+    from django_orm_views.sync import ActionKind, plan_sync, sync_views
 
     env = common.environment(database)
     declared = common.declared_views()
@@ -128,17 +129,15 @@ def run(database: common.Database, args: Any) -> None:
         repopulated += sum(1 for name in materialized if before.get(name) != after.get(name))
         print(f", changed-view sync {common.fmt_ms(elapsed)}", end="", flush=True)
 
-        # Floor: the one change by hand (CREATE OR REPLACE VIEW + COMMENT, 1 transaction).
+        # Floor: the one change by hand (CREATE OR REPLACE VIEW + its marker, 1 transaction).
         revision += 1
         change_view(changed, revision)
-        from django_orm_views.sync import plan_sync
-
         plan = plan_sync(database="default")
         item = plan.rendered[changed_name]
-        comment = quote_literal(fingerprint_comment(plan.fingerprints[changed_name]))
+        marker = quote_literal(owner_marker(plan.fingerprints[changed_name]))
         statements = [
             item.create_statements("views")[0].replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1),
-            f'COMMENT ON VIEW "views"."{changed_name}" IS {comment}',
+            f'COMMENT ON RULE "_RETURN" ON "views"."{changed_name}" IS {marker}',
         ]
         raw.autocommit = False
         started = time.perf_counter()

@@ -70,7 +70,8 @@ def run(database: common.Database, spec: Spec, args: Any) -> None:
     from django.db import connections
 
     from django_orm_views.introspection import CATALOG_QUERY
-    from django_orm_views.sync import desired_state, plan_sync, sync_views
+    from django_orm_views.plan import desired_state
+    from django_orm_views.sync import plan_sync, sync_views
 
     env = common.environment(database)
     declared = common.declared_views()

@@ -25,10 +25,12 @@ from django.db import DatabaseError, connections, router, transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from .conf import refresh_history_limit
+from .introspection import materialized_view_statistics
+from .plan import ActionKind, SyncPlan, plan_sync
+from .views import describe
 
 if TYPE_CHECKING:
     from .models import RefreshRecord
-    from .sync import SyncPlan
 
 logger = logging.getLogger("django_orm_views")
 
@@ -218,10 +220,6 @@ def view_statuses(database: str = "default") -> tuple[SyncPlan, list[ViewStatus]
     Rows are counted exactly (``count(*)``), which reads each populated materialized view
     once; readers are never blocked by it.
     """
-    from .introspection import materialized_view_statistics
-    from .sync import ActionKind, plan_sync
-    from .views import describe
-
     plan = plan_sync(database=database)
     statistics = materialized_view_statistics(connections[database], plan.schema)
     refreshes = last_refreshes(database)

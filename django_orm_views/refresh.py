@@ -7,7 +7,7 @@ A materialized view is refreshed in one of three ways (:class:`RefreshMode`):
   a populated view with a unique index (``pk_field``).
 - ``swap``: the view (and the views that depend on it) is built again beside the live
   one, in a staging schema, with its indexes and grants, and swapped in by one short
-  transaction (:func:`django_orm_views.sync.rebuild_views`). Readers see the old
+  transaction (:func:`rebuild_views`). Readers see the old
   contents, then the new ones, and never wait for the build.
 - ``blocking``: a plain ``REFRESH MATERIALIZED VIEW``. It holds an ACCESS EXCLUSIVE lock
   for its whole duration, so every reader waits. Only :func:`refresh_materialized_view`,
@@ -34,6 +34,7 @@ from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from . import signals
+from .apply import SyncResult, apply_plan, sync_lock
 from .conf import get_settings, schema_name
 from .exceptions import (
     ExternalDependentsError,
@@ -43,13 +44,13 @@ from .exceptions import (
     ViewError,
 )
 from .history import record_refresh
+from .introspection import read_catalog
+from .plan import ActionKind, SyncPlan, compare, desired_state, plan_sync, resolve_roles
 from .registry import find_view
 from .views import BasePostgresView, PostgresMaterialisedViewMixin, describe, quote_identifier
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
-
-    from .sync import SyncPlan
 
 logger = logging.getLogger("django_orm_views")
 
@@ -162,8 +163,6 @@ def refresh_materialized_views(
     its previous contents; the views that do not depend on it are still refreshed, then
     RefreshFailedError names every failure (its ``results`` holds each view's outcome).
     """
-    from .sync import plan_sync
-
     plan = plan_sync(database=database)
     wanted = _chosen_views(views, plan, database)
     modes: dict[str, RefreshMode] = {}
@@ -277,8 +276,6 @@ def _choose_mode(
 def _raise_if_out_of_sync(plan: SyncPlan, names: list[str]) -> None:
     """A swap rebuilds from the declared views, so it would also apply any change that
     sync_views has not applied yet: refuse rather than sync behind the user's back."""
-    from .sync import ActionKind
-
     changes = [action.describe() for action in plan.actions if action.kind is not ActionKind.KEEP]
     if changes:
         raise RefreshError(
@@ -310,8 +307,6 @@ def _sync_lock(connection: BaseDatabaseWrapper) -> Iterator[None]:
     """Hold the database's sync lock during a refresh in place: a sync waits for it
     instead of failing on the refresh's lock on the view, and two refreshes of one
     database do not run at once."""
-    from .sync import sync_lock
-
     wait = get_settings().sync_lock_wait
     try:
         with sync_lock(connection, schema_name(), wait):
@@ -348,11 +343,29 @@ def _refresh_in_place(
     return _finish(RefreshResult(view, database, mode, duration, started_at, rows=rows))
 
 
+def rebuild_views(
+    views: Iterable[type[BasePostgresView]], *, database: str = "default"
+) -> SyncResult:
+    """Rebuild ``views`` (and the views that depend on them) beside the live ones and
+    swap them in: fresh contents for a materialized view without blocking its readers."""
+    desired = desired_state(database)
+    snapshot = read_catalog(connections[database], desired.schema)
+    plan = compare(
+        desired,
+        snapshot,
+        # The roles of the settings and those the last sync recorded in its markers
+        # (--grant-select-permissions-to-user); never whatever else the catalog holds.
+        roles=resolve_roles(sorted(snapshot.extra_roles)),
+        strategy="swap",
+        force=False,
+        rebuild=frozenset(view.view_name for view in views),
+    )
+    return apply_plan(plan)
+
+
 def _refresh_by_swap(view: type[BasePostgresView], database: str) -> list[RefreshResult]:
     """Rebuild ``view`` beside the live one and swap it in; the materialized views that
     depend on it are rebuilt (so refreshed) with it, and reported too."""
-    from .sync import ActionKind, rebuild_views
-
     started_at = timezone.now()
     started = time.perf_counter()
     try:

@@ -531,7 +531,8 @@ def test_a_failure_in_autocommit_mode_is_recorded_after_its_rollback(
 # Readers during a refresh --------------------------------------------------------------
 
 READER_ROWS = 1_000_000
-MAX_READER_SECONDS = 0.050
+# Generous (2 shared cores, other work running): the strict figure is the benchmark's.
+MAX_READER_SECONDS = 0.2
 
 # A reader: its own process (so that nothing in the test process, such as the planning
 # of a sync, can delay its queries) and its own autocommitting connection. It queries in
@@ -656,7 +657,7 @@ def test_readers_are_never_blocked_by_refresh_views_on_a_million_rows(
     # The same readers against a plain REFRESH, to show that the measurement can fail.
     with Readers(READER_QUERIES) as blocked, connection.cursor() as cursor:
         cursor.execute('REFRESH MATERIALIZED VIEW "views"."readers_numbers"')
-    assert max(blocked.durations) > 4 * MAX_READER_SECONDS, blocked.slowest()
+    assert max(blocked.durations) > 2 * MAX_READER_SECONDS, blocked.slowest()
 
 
 def test_readers_are_never_blocked_by_a_concurrent_refresh(
@@ -695,7 +696,7 @@ def test_views_of_another_database_are_refreshed_there_and_recorded_in_default()
 @pytest.mark.usefixtures("clean_views_schema")
 def test_a_refresh_waits_for_a_running_sync_then_gives_up_clearly() -> None:
     # Committed: inside a transaction, the sync would hold its lock until the end of it.
-    from django_orm_views.sync import _advisory_key
+    from django_orm_views.apply import _advisory_key
 
     sync_views(database="default")
     database = connections["default"]

@@ -19,7 +19,7 @@ import pytest
 from psycopg2 import extensions
 
 from django_orm_views import sync_views
-from django_orm_views.sync import _advisory_key
+from django_orm_views.apply import _advisory_key
 
 from .test_sync_faults import (
     LEFTOVERS,
@@ -49,13 +49,13 @@ STOP_AFTER_SWAP = (
     "import django\n"
     "django.setup()\n"
     "import tests.fault_views\n"
-    "from django_orm_views import sync\n"
-    "original = sync._execute_phase\n"
+    "from django_orm_views import apply\n"
+    "original = apply._execute_phase\n"
     "def stopping(connection, phase, *args, **kwargs):\n"
     "    original(connection, phase, *args, **kwargs)\n"
     "    if phase.name == os.environ['STOP_AFTER_PHASE']:\n"
     "        os.kill(os.getpid(), signal.SIGSTOP)\n"
-    "sync._execute_phase = stopping\n"
+    "apply._execute_phase = stopping\n"
     "from django.core.management import execute_from_command_line\n"
     "execute_from_command_line(['manage.py', *sys.argv[1:]])\n"
 )

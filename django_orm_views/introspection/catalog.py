@@ -1,4 +1,5 @@
-"""Catalog queries: what the database holds in the views schema and around it."""
+"""The views schema as the database holds it: the package's markers, its objects and
+everything else in it, read in one round trip; columns, roles and statistics."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .compiler import quote_literal
-from .views import quote_identifier
+from ..compiler import quote_literal
+from ..views import quote_identifier
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -251,79 +252,23 @@ def package_schemas(snapshot: CatalogSnapshot) -> list[str]:
     return [snapshot.schema, *snapshot.leftover_schemas]
 
 
-@dataclass(frozen=True)
-class ExternalDependent:
-    """An object outside the package's schemas that depends on a relation in ``schema``
-    (on the relation itself, or on its row type)."""
-
-    dependent: str
-    dependent_kind: str
-    view: str
-
-
-EXTERNAL_DEPENDENTS_QUERY = """
-SELECT DISTINCT
-    COALESCE(
-        quote_ident(dn.nspname) || '.' || quote_ident(dc.relname),
-        pg_describe_object(d.classid, d.objid, d.objsubid)
-    ),
-    COALESCE(dc.relkind::text, ''),
-    target.relname
-FROM pg_depend AS d
-JOIN pg_class AS target ON d.refclassid = 'pg_class'::regclass AND d.refobjid = target.oid
-JOIN pg_namespace AS tn ON tn.oid = target.relnamespace
-LEFT JOIN pg_rewrite AS r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
-LEFT JOIN pg_class AS dc ON dc.oid = r.ev_class
-LEFT JOIN pg_namespace AS dn ON dn.oid = dc.relnamespace
-WHERE tn.nspname = %s
-  AND d.deptype = 'n'
-  AND (dn.nspname IS NULL OR NOT dn.nspname = ANY(%s))
-  AND NOT (d.classid = 'pg_class'::regclass
-           AND EXISTS (SELECT 1 FROM pg_class AS own
-                       WHERE own.oid = d.objid AND own.relnamespace = tn.oid))
-  AND NOT (d.classid = 'pg_rewrite'::regclass AND dc.oid = target.oid)
-  AND d.classid <> 'pg_type'::regclass
-UNION
-SELECT
-    pg_describe_object(d.classid, d.objid, d.objsubid),
-    'row type',
-    target.relname
-FROM pg_class AS target
-JOIN pg_namespace AS tn ON tn.oid = target.relnamespace
-JOIN pg_type AS t ON t.oid = target.reltype OR (t.typelem = target.reltype AND t.typelem <> 0)
-JOIN pg_depend AS d ON d.refclassid = 'pg_type'::regclass AND d.refobjid = t.oid
-WHERE tn.nspname = %s
-  AND d.deptype = 'n'
-  AND NOT COALESCE((pg_identify_object(d.classid, d.objid, d.objsubid)).schema = ANY(%s), false)
-ORDER BY 3, 1
+VIEW_COLUMNS_QUERY = """
+SELECT c.relname, array_agg(a.attname::text ORDER BY a.attnum)
+FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = %s AND c.relname = ANY(%s)
+GROUP BY c.relname
 """
 
-DEPENDENT_KINDS = {**RELATION_KINDS, "row type": "row type"}
 
-
-def external_dependents(
-    connection: BaseDatabaseWrapper,
-    schema: str,
-    names: Iterable[str] | None = None,
-    *,
-    package_schemas: Iterable[str] = (),
-) -> list[ExternalDependent]:
-    """Objects outside the package's schemas (``schema`` and ``package_schemas``) that
-    depend on relations in ``schema``, optionally only on the relations called
-    ``names``: views that read them, and table columns, functions and types that use
-    their row type (a ``DROP ... CASCADE`` would silently take those too)."""
-    own = sorted({schema, *package_schemas})
+def view_columns(
+    connection: BaseDatabaseWrapper, schema: str, names: Iterable[str]
+) -> dict[str, list[str]]:
+    """The columns of the relations ``names`` in ``schema``, in order, by name."""
     with connection.cursor() as cursor:
-        cursor.execute(EXTERNAL_DEPENDENTS_QUERY, [schema, own, schema, own])
-        rows = cursor.fetchall()
-    wanted = None if names is None else set(names)
-    return [
-        ExternalDependent(
-            dependent=dependent, dependent_kind=DEPENDENT_KINDS.get(kind, "object"), view=view
-        )
-        for dependent, kind, view in rows
-        if wanted is None or view in wanted
-    ]
+        cursor.execute(VIEW_COLUMNS_QUERY, [schema, sorted(names)])
+        return {name: list(columns) for name, columns in cursor.fetchall()}
 
 
 def missing_roles(connection: BaseDatabaseWrapper, roles: Iterable[str]) -> list[str]:

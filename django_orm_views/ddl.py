@@ -1,0 +1,377 @@
+"""DDL: the statements that apply a plan, grouped in phases (transactions or savepoints).
+
+Pure: a plan (and the outside objects that depend on its views, read by the caller)
+in, statements out. It refuses a plan that would drop or replace anything the package
+did not create, or that an outside object depends on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .compiler import quote_literal, quote_role, splice_schema
+from .exceptions import ExternalDependentsError, ForeignObjectsError
+from .introspection import (
+    PREVIOUS_MARKER,
+    STAGING_MARKER,
+    ExternalDependent,
+    old_schema_prefix,
+    owner_marker,
+    staging_schema_name,
+)
+from .plan import ActionKind, SyncPlan
+from .views import quote_identifier
+
+__all__ = [
+    "CompiledPlan",
+    "Phase",
+    "Step",
+    "compile_plan",
+    "describe_dependent",
+    "drop_schema_sql",
+]
+
+
+@dataclass(frozen=True)
+class Step:
+    sql: str
+    view: str | None = None
+
+
+@dataclass
+class Phase:
+    """Statements run in one transaction (a savepoint inside an outer transaction)."""
+
+    name: str
+    steps: list[Step]
+    # Retried when it times out on a lock or is chosen as a deadlock victim.
+    retry_on_lock: bool = False
+    # Waits at most ORM_VIEWS_SWAP_LOCK_TIMEOUT_MS for each lock, so that readers queued
+    # behind it are never held up longer than that.
+    lock_timeout: bool = False
+    # Sent as one string: one round trip, and the shortest possible transaction.
+    single_batch: bool = False
+    # Bounds how long the phase may hold its locks, stopped or not, with local
+    # statement and idle-in-transaction timeouts (ORM_VIEWS_SWAP_TIMEOUT_MS).
+    bounded: bool = False
+    # Bounds only how long a stopped sync may sit on the phase's locks (its statements
+    # may take as long as they need: a recreate rebuilds everything).
+    idle_bounded: bool = False
+    # The schema whose readable views are compared with their models afterwards.
+    verify_in: str | None = None
+
+    def batches(self, views_per_batch: int = 1) -> list[Step]:
+        """The steps joined into few round trips: all of them (``single_batch``), or the
+        statements of ``views_per_batch`` views at a time. With one view a batch, an
+        error and a duration belong to that view."""
+        if self.single_batch and self.steps:
+            return [Step(";\n".join(step.sql for step in self.steps))]
+        batches: list[Step] = []
+        views_in_last = 0
+        last_view: str | None = None
+        for step in self.steps:
+            same_view = bool(batches) and step.view == last_view
+            if batches and (same_view or (views_per_batch > 1 and views_in_last < views_per_batch)):
+                view = batches[-1].view if same_view else None
+                batches[-1] = Step(f"{batches[-1].sql};\n{step.sql}", view)
+                views_in_last += 0 if same_view else 1
+            else:
+                batches.append(step)
+                views_in_last = 1
+            last_view = step.view
+        return batches
+
+
+@dataclass
+class CompiledPlan:
+    phases: list[Phase]
+    drop_schema: str | None = None
+
+    @property
+    def statements(self) -> list[str]:
+        """Every statement, in order, the drop of the replaced schema included."""
+        statements = [step.sql for phase in self.phases for step in phase.steps]
+        if self.drop_schema:
+            statements.append(drop_schema_sql(self.drop_schema))
+        return statements
+
+
+def drop_schema_sql(schema: str) -> str:
+    return f"DROP SCHEMA IF EXISTS {quote_identifier(schema)} CASCADE"
+
+
+def _qualified(schema: str, name: str) -> str:
+    return f"{quote_identifier(schema)}.{quote_identifier(name)}"
+
+
+def _keyword(object_kind: str) -> str:
+    return "MATERIALIZED VIEW" if object_kind == "materialized view" else "VIEW"
+
+
+def _grant_steps(
+    schema: str, name: str, object_kind: str, add: Iterable[str], revoke: Iterable[str]
+) -> list[Step]:
+    # GRANT ... ON TABLE covers views and materialized views alike.
+    target = f"TABLE {_qualified(schema, name)}"
+    steps = []
+    revoke = sorted(revoke)
+    add = sorted(add)
+    if revoke:
+        roles = ", ".join(quote_role(role) for role in revoke)
+        steps.append(Step(f"REVOKE SELECT ON {target} FROM {roles}", name))
+    if add:
+        roles = ", ".join(quote_role(role) for role in add)
+        steps.append(Step(f"GRANT SELECT ON {target} TO {roles}", name))
+    return steps
+
+
+def _schema_grant_steps(schema: str, add: Iterable[str], revoke: Iterable[str]) -> list[Step]:
+    steps = []
+    if revoke := sorted(revoke):
+        roles = ", ".join(quote_role(role) for role in revoke)
+        steps.append(Step(f"REVOKE USAGE ON SCHEMA {quote_identifier(schema)} FROM {roles}"))
+    if add := sorted(add):
+        roles = ", ".join(quote_role(role) for role in add)
+        steps.append(Step(f"GRANT USAGE ON SCHEMA {quote_identifier(schema)} TO {roles}"))
+    return steps
+
+
+def _create_steps(plan: SyncPlan, names: Iterable[str], target_schema: str) -> list[Step]:
+    """CREATE, COMMENT and GRANT of ``names`` (in dependency order) in ``target_schema``;
+    references between them are rewritten to ``target_schema``."""
+    chosen = frozenset(names)
+    steps = []
+    for name in (name for name in plan.order if name in chosen):
+        item = plan.rendered[name]
+        select_sql = None
+        if target_schema != plan.schema:
+            select_sql = splice_schema(
+                item.select_sql, item.schema_references, target_schema, chosen
+            )
+        for sql in item.create_statements(target_schema, select_sql):
+            steps.append(Step(sql, name))
+        steps.extend(_populate_steps(plan, name, target_schema))
+        steps.append(_marker_step(plan, name, target_schema))
+        if not item.hidden:
+            steps.extend(_grant_steps(target_schema, name, item.kind, plan.roles, ()))
+    return steps
+
+
+def _marker_step(plan: SyncPlan, name: str, target_schema: str) -> Step:
+    """The package's ownership marker and fingerprint, on the view's ``_RETURN`` rule
+    (the view's own comment belongs to the user)."""
+    extra_roles = () if plan.rendered[name].hidden else plan.extra_roles
+    marker = quote_literal(owner_marker(plan.fingerprints[name], extra_roles))
+    return Step(f'COMMENT ON RULE "_RETURN" ON {_qualified(target_schema, name)} IS {marker}', name)
+
+
+def _populate_steps(plan: SyncPlan, name: str, target_schema: str) -> list[Step]:
+    """What a rebuild (a refresh that must not block readers) does to a materialized view
+    it has just created in the staging schema, before the swap.
+
+    It fills a ``with_data = False`` view that it was asked to refresh, and any such view
+    it rebuilds as a dependent that was populated: created empty, it would swap in
+    unreadable. And it analyzes every populated one: a new relation has no statistics,
+    and the readers' query plans would be guesses until autovacuum got to it.
+    """
+    item = plan.rendered[name]
+    if not plan.rebuild or not item.materialized:
+        return []
+    target = _qualified(target_schema, name)
+    populated = item.with_data
+    steps = []
+    if not item.with_data:
+        existing = plan.snapshot.objects.get(name)
+        if name in plan.rebuild or (existing is not None and existing.populated):
+            steps.append(Step(f"REFRESH MATERIALIZED VIEW {target}", name))
+            populated = True
+    if populated:
+        steps.append(Step(f"ANALYZE {target}", name))
+    return steps
+
+
+def _drop_dependents_first(plan: SyncPlan) -> list[Step]:
+    """DROP statements for the live views, every view before the views it reads.
+
+    Readers lock a view before the relations under it; ``DROP SCHEMA ... CASCADE`` alone
+    would lock them the other way round and deadlock with such a reader.
+    """
+    position = {name: index for index, name in enumerate(plan.order)}
+    existing = [
+        item
+        for item in plan.snapshot.objects.values()
+        if item.kind in ("view", "materialized view")
+    ]
+    existing.sort(key=lambda item: (-position.get(item.name, len(position)), item.name))
+    return [
+        Step(f"DROP {_keyword(item.kind)} IF EXISTS {_qualified(plan.schema, item.name)} CASCADE")
+        for item in existing
+    ]
+
+
+def describe_dependent(schema: str, dependent: ExternalDependent) -> str:
+    if dependent.dependent_kind == "row type":
+        return f"{dependent.dependent} uses the row type of {schema}.{dependent.view}"
+    return f"{dependent.dependent_kind} {dependent.dependent} depends on {schema}.{dependent.view}"
+
+
+def _raise_for_dependents(plan: SyncPlan, dependents: list[ExternalDependent]) -> None:
+    listed = "; ".join(describe_dependent(plan.schema, dependent) for dependent in dependents)
+    raise ExternalDependentsError(
+        f"Refusing to sync database '{plan.database}': objects outside the "
+        f"{plan.schema!r} schema depend on views this sync would replace or drop ({listed}). "
+        "Nothing was changed. Drop those objects (or declare them as views), then run "
+        "sync_views again."
+    )
+
+
+def raise_for_foreign_objects(plan: SyncPlan) -> None:
+    """Refuse a plan that would drop or replace what the package did not create."""
+    if plan.snapshot.foreign_staging:
+        raise ForeignObjectsError(
+            f"Refusing to sync database '{plan.database}': schema "
+            f"{staging_schema_name(plan.schema)!r} exists but was not created by "
+            f"django-orm-views, which reserves that name (and {old_schema_prefix(plan.schema)}*) "
+            "for its working schemas. Nothing was changed. Rename that schema, then run "
+            "sync_views again."
+        )
+    if not plan.foreign_objects or not plan.changes_views:
+        return
+    listed = ", ".join(plan.foreign_objects)
+    raise ForeignObjectsError(
+        f"Refusing to sync database '{plan.database}': the {plan.schema!r} schema holds "
+        f"objects that django-orm-views did not create ({listed}), and a sync replaces the "
+        "whole schema. Nothing was changed. Move them to another schema (ALTER ... SET "
+        "SCHEMA), drop them if they are not needed, or set ORM_VIEWS_SCHEMA to a schema "
+        "of the package's own."
+    )
+
+
+def compile_plan(plan: SyncPlan, dependents: Iterable[ExternalDependent] = ()) -> CompiledPlan:
+    """The statements that apply ``plan``, grouped in phases. ``dependents`` are the
+    objects outside the package's schemas that depend on the live views (read by the
+    caller). Refuses a plan that would drop or replace anything the package did not
+    create, or anything an outside object depends on."""
+    raise_for_foreign_objects(plan)
+    schema = plan.schema
+    live_exists = plan.snapshot.schema_exists
+    dependents = list(dependents)
+
+    if not plan.changes_views:
+        # Only grants differ: change them in place, nothing to rebuild.
+        return CompiledPlan([Phase("grants", _in_place_grant_steps(plan))])
+
+    if plan.strategy == "recreate":
+        if dependents:
+            _raise_for_dependents(plan, dependents)
+        steps = [
+            *_drop_dependents_first(plan),
+            Step(drop_schema_sql(schema)),
+            Step(f"CREATE SCHEMA {quote_identifier(schema)}"),
+            *_schema_comment_steps(schema, plan.snapshot.schema_comment),
+            *_schema_grant_steps(schema, plan.roles, ()),
+            *_create_steps(plan, plan.order, schema),
+        ]
+        return CompiledPlan(
+            [Phase("recreate", steps, retry_on_lock=True, idle_bounded=True, verify_in=schema)]
+        )
+
+    # Swap: keep unchanged materialized views (and anything an outside object depends
+    # on) by moving them across; build everything else in the staging schema.
+    kept = {action.name for action in plan.actions_of(ActionKind.KEEP)}
+    depended_on = {dependent.view for dependent in dependents}
+    moved: set[str] = set()
+    pending = [name for name in kept if plan.rendered[name].materialized or name in depended_on]
+    while pending:
+        name = pending.pop()
+        if name in moved:
+            continue
+        moved.add(name)
+        pending.extend(plan.rendered[name].dependencies)
+    blocking = [dependent for dependent in dependents if dependent.view not in moved]
+    if blocking:
+        _raise_for_dependents(plan, blocking)
+
+    staging = staging_schema_name(schema)
+    built = [name for name in plan.order if name not in moved]
+    build = [
+        Step(f"CREATE SCHEMA {quote_identifier(staging)}"),
+        Step(f"COMMENT ON SCHEMA {quote_identifier(staging)} IS {quote_literal(STAGING_MARKER)}"),
+        *_schema_grant_steps(staging, plan.roles, ()),
+        *_create_steps(plan, built, staging),
+    ]
+    swap: list[Step] = []
+    for action in plan.actions:
+        if action.name in moved:
+            swap.append(
+                Step(
+                    f"ALTER {_keyword(action.object_kind)} {_qualified(schema, action.name)} "
+                    f"SET SCHEMA {quote_identifier(staging)}",
+                    action.name,
+                )
+            )
+            swap += _grant_steps(
+                staging,
+                action.name,
+                action.object_kind,
+                action.grants_to_add,
+                action.grants_to_revoke,
+            )
+            if action.marker_outdated:
+                swap.append(_marker_step(plan, action.name, staging))
+    old_schema = None
+    if live_exists:
+        old_schema = f"{old_schema_prefix(schema)}{uuid.uuid4().hex[:8]}"
+        swap += [
+            Step(
+                f"ALTER SCHEMA {quote_identifier(schema)} RENAME TO {quote_identifier(old_schema)}"
+            ),
+            Step(
+                f"COMMENT ON SCHEMA {quote_identifier(old_schema)} "
+                f"IS {quote_literal(PREVIOUS_MARKER)}"
+            ),
+        ]
+    swap += [
+        Step(f"ALTER SCHEMA {quote_identifier(staging)} RENAME TO {quote_identifier(schema)}"),
+        # The live schema keeps the comment its users gave it (none: no comment).
+        *_schema_comment_steps(schema, plan.snapshot.schema_comment, always=True),
+    ]
+    return CompiledPlan(
+        [
+            Phase("build", build, verify_in=staging),
+            Phase(
+                "swap",
+                swap,
+                retry_on_lock=True,
+                lock_timeout=True,
+                single_batch=True,
+                bounded=True,
+            ),
+        ],
+        drop_schema=old_schema,
+    )
+
+
+def _in_place_grant_steps(plan: SyncPlan) -> list[Step]:
+    schema = plan.schema
+    steps = _schema_grant_steps(schema, plan.schema_grants_to_add, plan.schema_grants_to_revoke)
+    for action in plan.actions:
+        steps += _grant_steps(
+            schema,
+            action.name,
+            action.object_kind,
+            action.grants_to_add,
+            action.grants_to_revoke,
+        )
+        if action.marker_outdated:
+            steps.append(_marker_step(plan, action.name, schema))
+    return steps
+
+
+def _schema_comment_steps(schema: str, comment: str | None, *, always: bool = False) -> list[Step]:
+    if comment is None and not always:
+        return []
+    text = "NULL" if comment is None else quote_literal(comment)
+    return [Step(f"COMMENT ON SCHEMA {quote_identifier(schema)} IS {text}")]

@@ -1,0 +1,68 @@
+"""Every catalog query of the package: what the database holds in the views schema and
+around it (``catalog``), and what depends on what (``dependents``)."""
+
+from __future__ import annotations
+
+from .catalog import (
+    CATALOG_QUERY,
+    LEGACY_FINGERPRINT_PREFIX,
+    OWNER_MARKER_PREFIX,
+    PREVIOUS_MARKER,
+    RELATION_KINDS,
+    SCHEMA_MARKER_PREFIX,
+    STAGING_MARKER,
+    CatalogSnapshot,
+    DatabaseObject,
+    MaterializedViewStatistics,
+    OwnerMarker,
+    materialized_view_statistics,
+    missing_roles,
+    old_schema_prefix,
+    owner_marker,
+    package_schemas,
+    parse_owner_marker,
+    read_catalog,
+    staging_schema_name,
+    view_columns,
+)
+from .dependents import (
+    Dependent,
+    ExternalDependent,
+    dependents_closure,
+    dependents_of,
+    drop_order,
+    external_dependents,
+    own_schemas,
+    resolve_targets,
+)
+
+__all__ = [
+    "CATALOG_QUERY",
+    "LEGACY_FINGERPRINT_PREFIX",
+    "OWNER_MARKER_PREFIX",
+    "PREVIOUS_MARKER",
+    "RELATION_KINDS",
+    "SCHEMA_MARKER_PREFIX",
+    "STAGING_MARKER",
+    "CatalogSnapshot",
+    "DatabaseObject",
+    "Dependent",
+    "ExternalDependent",
+    "MaterializedViewStatistics",
+    "OwnerMarker",
+    "dependents_closure",
+    "dependents_of",
+    "drop_order",
+    "external_dependents",
+    "materialized_view_statistics",
+    "missing_roles",
+    "old_schema_prefix",
+    "own_schemas",
+    "owner_marker",
+    "package_schemas",
+    "parse_owner_marker",
+    "read_catalog",
+    "resolve_targets",
+    "staging_schema_name",
+    "view_columns",
+]
