@@ -462,18 +462,29 @@ def apply_plan(plan: SyncPlan, *, time_each_view: bool = False) -> SyncResult:
             "run sync_views again."
         ) from error
     result.applied = compiled is not None
-    for leftover in snapshot.leftover_schemas:
-        if drop_schema(connection, leftover):
-            result.dropped_leftovers.append(leftover)
-    old_schema = compiled.drop_schema if compiled is not None else None
-    if old_schema and not drop_schema(connection, old_schema):
-        result.kept_old_schema = old_schema
+    _drop_working_schemas(connection, snapshot, compiled, result)
     if result.applied:
         _verify_applied(connection, desired, plan)
     result.duration = time.perf_counter() - started
     if result.applied:
         signals.post_sync.send(sender=SyncPlan, plan=plan, result=result, database=plan.database)
     return result
+
+
+def _drop_working_schemas(
+    connection: BaseDatabaseWrapper,
+    snapshot: CatalogSnapshot,
+    compiled: CompiledPlan | None,
+    result: SyncResult,
+) -> None:
+    """After the commit: drop the leftovers of interrupted syncs and the schema the swap
+    replaced; one a reader still uses is left for the next sync."""
+    for leftover in snapshot.leftover_schemas:
+        if drop_schema(connection, leftover):
+            result.dropped_leftovers.append(leftover)
+    old_schema = compiled.drop_schema if compiled is not None else None
+    if old_schema and not drop_schema(connection, old_schema):
+        result.kept_old_schema = old_schema
 
 
 def _replan(desired: DesiredState, snapshot: CatalogSnapshot, plan: SyncPlan) -> SyncPlan:

@@ -21,7 +21,7 @@ from .introspection import (
     owner_marker,
     staging_schema_name,
 )
-from .plan import ActionKind, SyncPlan
+from .plan import ActionKind, SyncPlan, ViewAction
 from .views import quote_identifier
 
 __all__ = [
@@ -110,9 +110,7 @@ def _keyword(object_kind: str) -> str:
     return "MATERIALIZED VIEW" if object_kind == "materialized view" else "VIEW"
 
 
-def _grant_steps(
-    schema: str, name: str, object_kind: str, add: Iterable[str], revoke: Iterable[str]
-) -> list[Step]:
+def _grant_steps(schema: str, name: str, add: Iterable[str], revoke: Iterable[str]) -> list[Step]:
     # GRANT ... ON TABLE covers views and materialized views alike.
     target = f"TABLE {_qualified(schema, name)}"
     steps = []
@@ -155,7 +153,7 @@ def _create_steps(plan: SyncPlan, names: Iterable[str], target_schema: str) -> l
         steps.extend(_populate_steps(plan, name, target_schema))
         steps.append(_marker_step(plan, name, target_schema))
         if not item.hidden:
-            steps.extend(_grant_steps(target_schema, name, item.kind, plan.roles, ()))
+            steps.extend(_grant_steps(target_schema, name, plan.roles, ()))
     return steps
 
 
@@ -255,74 +253,67 @@ def compile_plan(plan: SyncPlan, dependents: Iterable[ExternalDependent] = ()) -
     caller). Refuses a plan that would drop or replace anything the package did not
     create, or anything an outside object depends on."""
     raise_for_foreign_objects(plan)
-    schema = plan.schema
-    live_exists = plan.snapshot.schema_exists
-    dependents = list(dependents)
-
     if not plan.changes_views:
         # Only grants differ: change them in place, nothing to rebuild.
         return CompiledPlan([Phase("grants", _in_place_grant_steps(plan))])
-
     if plan.strategy == "recreate":
-        if dependents:
-            _raise_for_dependents(plan, dependents)
-        steps = [
-            *_drop_dependents_first(plan),
-            Step(drop_schema_sql(schema)),
-            Step(f"CREATE SCHEMA {quote_identifier(schema)}"),
-            *_schema_comment_steps(schema, plan.snapshot.schema_comment),
-            *_schema_grant_steps(schema, plan.roles, ()),
-            *_create_steps(plan, plan.order, schema),
-        ]
-        return CompiledPlan(
-            [Phase("recreate", steps, retry_on_lock=True, idle_bounded=True, verify_in=schema)]
-        )
+        return _compile_recreate(plan, list(dependents))
+    return _compile_swap(plan, list(dependents))
 
-    # Swap: keep unchanged materialized views (and anything an outside object depends
-    # on) by moving them across; build everything else in the staging schema.
+
+def _compile_recreate(plan: SyncPlan, dependents: list[ExternalDependent]) -> CompiledPlan:
+    if dependents:
+        _raise_for_dependents(plan, dependents)
+    schema = plan.schema
+    steps = [
+        *_drop_dependents_first(plan),
+        Step(drop_schema_sql(schema)),
+        Step(f"CREATE SCHEMA {quote_identifier(schema)}"),
+        *_schema_comment_steps(schema, plan.snapshot.schema_comment),
+        *_schema_grant_steps(schema, plan.roles, ()),
+        *_create_steps(plan, plan.order, schema),
+    ]
+    return CompiledPlan(
+        [Phase("recreate", steps, retry_on_lock=True, idle_bounded=True, verify_in=schema)]
+    )
+
+
+def _moved_views(plan: SyncPlan, dependents: list[ExternalDependent]) -> set[str]:
+    """The unchanged views a swap moves across instead of rebuilding: materialized views
+    (no repopulation), views an outside object depends on, and what they read."""
     kept = {action.name for action in plan.actions_of(ActionKind.KEEP)}
     depended_on = {dependent.view for dependent in dependents}
     moved: set[str] = set()
     pending = [name for name in kept if plan.rendered[name].materialized or name in depended_on]
     while pending:
         name = pending.pop()
-        if name in moved:
-            continue
-        moved.add(name)
-        pending.extend(plan.rendered[name].dependencies)
+        if name not in moved:
+            moved.add(name)
+            pending.extend(plan.rendered[name].dependencies)
+    return moved
+
+
+def _compile_swap(plan: SyncPlan, dependents: list[ExternalDependent]) -> CompiledPlan:
+    schema = plan.schema
+    moved = _moved_views(plan, dependents)
     blocking = [dependent for dependent in dependents if dependent.view not in moved]
     if blocking:
         _raise_for_dependents(plan, blocking)
-
     staging = staging_schema_name(schema)
-    built = [name for name in plan.order if name not in moved]
     build = [
         Step(f"CREATE SCHEMA {quote_identifier(staging)}"),
         Step(f"COMMENT ON SCHEMA {quote_identifier(staging)} IS {quote_literal(STAGING_MARKER)}"),
         *_schema_grant_steps(staging, plan.roles, ()),
-        *_create_steps(plan, built, staging),
+        *_create_steps(plan, [name for name in plan.order if name not in moved], staging),
     ]
-    swap: list[Step] = []
-    for action in plan.actions:
-        if action.name in moved:
-            swap.append(
-                Step(
-                    f"ALTER {_keyword(action.object_kind)} {_qualified(schema, action.name)} "
-                    f"SET SCHEMA {quote_identifier(staging)}",
-                    action.name,
-                )
-            )
-            swap += _grant_steps(
-                staging,
-                action.name,
-                action.object_kind,
-                action.grants_to_add,
-                action.grants_to_revoke,
-            )
-            if action.marker_outdated:
-                swap.append(_marker_step(plan, action.name, staging))
+    swap = [
+        step
+        for action in plan.actions
+        if action.name in moved
+        for step in _move_steps(plan, action)
+    ]
     old_schema = None
-    if live_exists:
+    if plan.snapshot.schema_exists:
         old_schema = f"{old_schema_prefix(schema)}{uuid.uuid4().hex[:8]}"
         swap += [
             Step(
@@ -354,17 +345,28 @@ def compile_plan(plan: SyncPlan, dependents: Iterable[ExternalDependent] = ()) -
     )
 
 
+def _move_steps(plan: SyncPlan, action: ViewAction) -> list[Step]:
+    """Move an unchanged view from the live schema to the staging one, with its grants
+    (and its marker) brought up to date."""
+    staging = staging_schema_name(plan.schema)
+    steps = [
+        Step(
+            f"ALTER {_keyword(action.object_kind)} {_qualified(plan.schema, action.name)} "
+            f"SET SCHEMA {quote_identifier(staging)}",
+            action.name,
+        ),
+        *_grant_steps(staging, action.name, action.grants_to_add, action.grants_to_revoke),
+    ]
+    if action.marker_outdated:
+        steps.append(_marker_step(plan, action.name, staging))
+    return steps
+
+
 def _in_place_grant_steps(plan: SyncPlan) -> list[Step]:
     schema = plan.schema
     steps = _schema_grant_steps(schema, plan.schema_grants_to_add, plan.schema_grants_to_revoke)
     for action in plan.actions:
-        steps += _grant_steps(
-            schema,
-            action.name,
-            action.object_kind,
-            action.grants_to_add,
-            action.grants_to_revoke,
-        )
+        steps += _grant_steps(schema, action.name, action.grants_to_add, action.grants_to_revoke)
         if action.marker_outdated:
             steps.append(_marker_step(plan, action.name, schema))
     return steps

@@ -16,7 +16,7 @@ from django.db import connections
 from .compiler import RenderedView, fingerprint, render_view
 from .conf import STRATEGIES, get_settings
 from .exceptions import InvalidViewError
-from .introspection import CatalogSnapshot, read_catalog
+from .introspection import CatalogSnapshot, DatabaseObject, read_catalog
 from .registry import dependency_order, raise_for_problems, views_for_database
 from .views import BasePostgresView, describe
 
@@ -214,49 +214,27 @@ def compare(
     for name in desired.order:
         item = desired.rendered[name]
         existing = snapshot.objects.get(name)
-        wanted_grants = frozenset() if item.hidden else frozenset(roles)
-        wanted_extras = frozenset() if item.hidden else extra_roles
-        if existing is None:
-            kind, reason = ActionKind.CREATE, "new"
-        elif not existing.is_view:
-            # Never replaced: a table (or sequence) of that name is someone's data.
-            kind, reason = ActionKind.REPLACE, f"is a {existing.kind} in the database"
-        elif force:
-            kind, reason = ActionKind.REPLACE, "--force"
-        elif name in rebuild:
-            kind, reason = ActionKind.REPLACE, "rebuilt with fresh data"
-        elif existing.kind != item.kind:
-            kind, reason = ActionKind.REPLACE, f"is a {existing.kind} in the database"
-        elif not existing.owned:
-            kind, reason = ActionKind.REPLACE, "not created by django-orm-views (taken over)"
-        elif existing.fingerprint is None:
-            kind, reason = ActionKind.REPLACE, "created by an older version of django-orm-views"
-        elif item.dependencies & changing:
-            # A view reads the views it depends on by identity, so it is rebuilt with
-            # them (its fingerprint usually changed too, through theirs).
-            changed_dependencies = ", ".join(sorted(item.dependencies & changing))
-            kind, reason = ActionKind.REPLACE, f"depends on {changed_dependencies}, which change"
-        elif existing.fingerprint != desired.fingerprints[name]:
-            kind, reason = ActionKind.REPLACE, "definition changed"
-        else:
-            grants_to_add = wanted_grants - existing.grantees
-            grants_to_revoke = existing.grantees - wanted_grants
-            actions.append(
-                ViewAction(
-                    ActionKind.KEEP,
-                    name,
-                    "unchanged",
-                    item.kind,
-                    item.view,
-                    grants_to_add=grants_to_add,
-                    grants_to_revoke=grants_to_revoke,
-                    # The marker records the extra roles, for refreshes by swap.
-                    marker_outdated=existing.extra_roles != wanted_extras,
-                )
-            )
+        change = _change_reason(desired, existing, name, changing, force=force, rebuild=rebuild)
+        if change is not None or existing is None:
+            kind, reason = change or (ActionKind.CREATE, "new")
+            changing.add(name)
+            actions.append(ViewAction(kind, name, reason, item.kind, item.view))
             continue
-        changing.add(name)
-        actions.append(ViewAction(kind, name, reason, item.kind, item.view))
+        wanted_grants = frozenset() if item.hidden else frozenset(roles)
+        actions.append(
+            ViewAction(
+                ActionKind.KEEP,
+                name,
+                "unchanged",
+                item.kind,
+                item.view,
+                grants_to_add=wanted_grants - existing.grantees,
+                grants_to_revoke=existing.grantees - wanted_grants,
+                # The marker records the extra roles, for refreshes by swap.
+                marker_outdated=existing.extra_roles
+                != (frozenset() if item.hidden else extra_roles),
+            )
+        )
     for name in sorted(set(snapshot.owned_objects) - set(desired.rendered)):
         existing = snapshot.objects[name]
         actions.append(ViewAction(ActionKind.DROP, name, "not declared", existing.kind))
@@ -282,6 +260,42 @@ def compare(
         foreign_objects=tuple(snapshot.foreign_objects(desired.rendered)),
         extra_roles=extra_roles,
     )
+
+
+def _change_reason(
+    desired: DesiredState,
+    existing: DatabaseObject | None,
+    name: str,
+    changing: set[str],
+    *,
+    force: bool,
+    rebuild: frozenset[str],
+) -> tuple[ActionKind, str] | None:
+    """Why the view ``name`` is created or replaced; None when it is kept."""
+    item = desired.rendered[name]
+    if existing is None:
+        return ActionKind.CREATE, "new"
+    if not existing.is_view or existing.kind != item.kind:
+        # A table (or sequence) of that name is someone's data: listed as foreign, and
+        # the plan refused.
+        return ActionKind.REPLACE, f"is a {existing.kind} in the database"
+    reasons = [
+        (force, "--force"),
+        (name in rebuild, "rebuilt with fresh data"),
+        (not existing.owned, "not created by django-orm-views (taken over)"),
+        (existing.fingerprint is None, "created by an older version of django-orm-views"),
+    ]
+    for applies, reason in reasons:
+        if applies:
+            return ActionKind.REPLACE, reason
+    if item.dependencies & changing:
+        # A view reads the views it depends on by identity, so it is rebuilt with them
+        # (its fingerprint usually changed too, through theirs).
+        changed = ", ".join(sorted(item.dependencies & changing))
+        return ActionKind.REPLACE, f"depends on {changed}, which change"
+    if existing.fingerprint != desired.fingerprints[name]:
+        return ActionKind.REPLACE, "definition changed"
+    return None
 
 
 def choose_strategy(strategy: str | None) -> str:
