@@ -178,15 +178,17 @@ class _PlanReader:
     def forwards(self, app_label: str, operation: Operation) -> None:
         """Record what ``operation`` alters or drops, then apply it to the state."""
         if isinstance(operation, operations.SeparateDatabaseAndState):
-            saved = self.state
-            self.state = saved.clone()
-            for database_operation in operation.database_operations:
-                self.forwards(app_label, database_operation)
-            self.state = saved
+            self._separate(app_label, operation)
+        elif isinstance(operation, operations.RenameField):
+            self._rename_field(app_label, operation)
+        elif isinstance(operation, (operations.RenameModel, operations.AlterModelTable)):
+            self._rename_table(app_label, operation)
+        else:
+            self._record(app_label, operation)
             operation.state_forwards(app_label, self.state)
-            return
-        model_state = None
-        model_name = getattr(operation, "model_name", None) or getattr(operation, "name", None)
+
+    def _record(self, app_label: str, operation: Operation) -> None:
+        """The targets of an operation that changes no name."""
         if isinstance(operation, (operations.AlterField, operations.RemoveField)):
             model_state = self.model_state(app_label, operation.model_name)
             if model_state is not None:
@@ -196,45 +198,56 @@ class _PlanReader:
             if model_state is not None:
                 self.add_table(model_state)
         elif isinstance(operation, operations.AlterOrderWithRespectTo):
-            model_state = self.model_state(app_label, operation.name)
-            if (
-                model_state is not None
-                and model_state.options.get("order_with_respect_to")
-                and not operation.order_with_respect_to
-                and self.migrates_here(model_state)
-            ):
-                table = self.table_of(model_state)
-                self.targets.append(
-                    Target(
-                        self.names.table(table),
-                        self.names.column(table, "_order"),
-                        self.migration,
-                    )
-                )
+            self._order_removed(app_label, operation)
         elif isinstance(operation, (operations.RunSQL, operations.RunPython)):
             self.add_hinted(operation)
-        elif isinstance(operation, operations.RenameField):
-            model_state = self.model_state(app_label, operation.model_name)
-            if model_state is not None:
-                table = self.table_of(model_state)
-                old_column = self.column_of(model_state, operation.old_name)
-                operation.state_forwards(app_label, self.state)
-                renamed = self.model_state(app_label, operation.model_name)
-                new_column = self.column_of(renamed, operation.new_name) if renamed else None
-                if old_column and new_column:
-                    self.names.rename_column(table, old_column, new_column)
-                return
-        elif isinstance(operation, (operations.RenameModel, operations.AlterModelTable)):
-            old_name = getattr(operation, "old_name", None) or model_name
-            new_name = getattr(operation, "new_name", None) or model_name
-            before = self.model_state(app_label, str(old_name))
-            old_table = self.table_of(before) if before is not None else None
-            operation.state_forwards(app_label, self.state)
-            after = self.model_state(app_label, str(new_name))
-            if old_table and after is not None:
-                self.names.rename_table(old_table, self.table_of(after))
-            return
+
+    def _separate(self, app_label: str, operation: operations.SeparateDatabaseAndState) -> None:
+        # The database operations are read against a copy of the state; the state then
+        # moves on by the operation's state operations only.
+        saved = self.state
+        self.state = saved.clone()
+        for database_operation in operation.database_operations:
+            self.forwards(app_label, database_operation)
+        self.state = saved
         operation.state_forwards(app_label, self.state)
+
+    def _order_removed(self, app_label: str, operation: operations.AlterOrderWithRespectTo) -> None:
+        model_state = self.model_state(app_label, operation.name)
+        if (
+            model_state is not None
+            and model_state.options.get("order_with_respect_to")
+            and not operation.order_with_respect_to
+            and self.migrates_here(model_state)
+        ):
+            table = self.table_of(model_state)
+            self.targets.append(
+                Target(self.names.table(table), self.names.column(table, "_order"), self.migration)
+            )
+
+    def _rename_field(self, app_label: str, operation: operations.RenameField) -> None:
+        model_state = self.model_state(app_label, operation.model_name)
+        if model_state is None:
+            operation.state_forwards(app_label, self.state)
+            return
+        table = self.table_of(model_state)
+        old_column = self.column_of(model_state, operation.old_name)
+        operation.state_forwards(app_label, self.state)
+        renamed = self.model_state(app_label, operation.model_name)
+        new_column = self.column_of(renamed, operation.new_name) if renamed else None
+        if old_column and new_column:
+            self.names.rename_column(table, old_column, new_column)
+
+    def _rename_table(self, app_label: str, operation: Operation) -> None:
+        model_name = getattr(operation, "name", None)
+        old_name = getattr(operation, "old_name", None) or model_name
+        new_name = getattr(operation, "new_name", None) or model_name
+        before = self.model_state(app_label, str(old_name))
+        old_table = self.table_of(before) if before is not None else None
+        operation.state_forwards(app_label, self.state)
+        after = self.model_state(app_label, str(new_name))
+        if old_table and after is not None:
+            self.names.rename_table(old_table, self.table_of(after))
 
     def backwards(self, app_label: str, operation: Operation) -> None:
         """Unapplying: every table the operation names (as the database has it now)."""
