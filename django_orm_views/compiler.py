@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pglast.parser import ParseError, parse_sql_json, scan
 
+from .conf import POSTGRES_MAX_IDENTIFIER_BYTES, PUBLIC_KEYWORD_ROLE
 from .exceptions import InvalidViewError
 from .views import (
-    POSTGRES_MAX_IDENTIFIER_BYTES,
     BasePostgresView,
     PostgresMaterialisedViewMixin,
     describe,
@@ -512,6 +512,11 @@ def _literal(view: type[BasePostgresView], lookup: str, value: Any) -> str:
         if not math.isfinite(value):
             _condition_value_error(view, lookup, value)
         return str(value)
+    if isinstance(value, str) and "\0" in value:
+        raise InvalidViewError(
+            f"View {describe(view)}: the index condition {lookup}={value!r} holds a NUL "
+            "character, which no SQL string can. Remove it from the condition."
+        )
     if isinstance(value, (str, uuid.UUID)):
         return quote_literal(str(value))
     if isinstance(value, (datetime.date, datetime.time)):
@@ -549,8 +554,26 @@ def parse_fingerprint_comment(comment: str | None) -> str | None:
 
 
 def quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    """``value`` as an SQL string literal that means the same whatever the session's
+    ``standard_conforming_strings`` says, as PostgreSQL's ``quote_literal()`` writes it:
+    quotes doubled and, when it holds a backslash, the ``E'...'`` form with backslashes
+    doubled (with the setting off, a backslash in a plain literal is an escape).
+
+    Raises ValueError for a NUL character, which no SQL string can hold; callers check
+    for it first, to name the view or setting it comes from.
+    """
+    if "\0" in value:
+        raise ValueError("An SQL string literal cannot contain a NUL character.")
+    quoted = "'" + value.replace("'", "''") + "'"
+    if "\\" in value:
+        return "E" + quoted.replace("\\", "\\\\")
+    return quoted
 
 
 def quote_role(role: str) -> str:
-    return "PUBLIC" if role == "PUBLIC" else quote_identifier(role)
+    """``role`` as it goes in GRANT and REVOKE: always the role of exactly that name,
+    quoted (``"PUBLIC"``, ``"Analytics"`` and ``"o'brien %"`` are roles like any other),
+    except ``"public"``, which means the ``PUBLIC`` keyword (every role, present and
+    future). PostgreSQL reserves that one lowercase name: no role can be called
+    ``public``, so it can only ever mean the keyword."""
+    return "PUBLIC" if role == PUBLIC_KEYWORD_ROLE else quote_identifier(role)
