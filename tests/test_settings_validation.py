@@ -10,8 +10,13 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from django_orm_views.conf import get_settings, refresh_history_limit, schema_name
-from django_orm_views.exceptions import InvalidSettingError, ViewError
+from django_orm_views.conf import (
+    get_settings,
+    refresh_history_limit,
+    schema_name,
+    validate_role_names,
+)
+from django_orm_views.exceptions import InvalidRoleNameError, InvalidSettingError, ViewError
 
 from .utils import manage_py, run_command
 
@@ -233,4 +238,22 @@ def test_a_bad_setting_is_not_reported_as_an_import_error() -> None:
     assert (
         "?: (orm_views.E031) ORM_VIEWS_SYNC_LOCK_WAIT = '5 minutes' is not a number of seconds."
         in process.stderr
+    )
+
+
+def test_role_names_from_an_option_are_validated_before_use() -> None:
+    source = "--grant-select-permissions-to-user"
+    assert validate_role_names(["PUBLIC", "Mixed Case", "o'brien %s"], source=source) == (
+        "PUBLIC",
+        "Mixed Case",
+        "o'brien %s",
+    )
+    with pytest.raises(InvalidRoleNameError) as caught:
+        validate_role_names(["analytics", "ana\0lytics", "r" * 64], source=source)
+    assert isinstance(caught.value, ViewError)
+    assert str(caught.value) == (
+        "--grant-select-permissions-to-user names a role that cannot exist: 'ana\\x00lytics' "
+        "contains a NUL character, which no role name can; '" + "r" * 64 + "' is longer than "
+        "PostgreSQL's 63 bytes, so no role has that name. Give the exact name of an existing "
+        "role (at most 63 bytes, no NUL); 'public' (lowercase) means every role."
     )
