@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import re
+import difflib
 from collections.abc import Iterator
 from typing import Any
 
 from django.core import checks
 
-from .conf import STRATEGIES, get_settings
+from .conf import DEFAULTS, get_settings, setting_problems
 from .registry import find_problems
-
-SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_$]*$")
-# The staging and old schemas add up to 13 bytes to the schema name.
-MAX_SCHEMA_BYTES = 63 - 13
 
 
 def check_views(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -26,26 +22,11 @@ def check_views(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    errors: list[checks.CheckMessage] = []
-    settings = get_settings()
-    if not SCHEMA_NAME.match(settings.schema) or len(settings.schema.encode()) > MAX_SCHEMA_BYTES:
-        errors.append(
-            checks.Error(
-                f"ORM_VIEWS_SCHEMA = {settings.schema!r} is not a usable schema name.",
-                hint=f"Use lowercase letters, digits and underscores, at most {MAX_SCHEMA_BYTES} "
-                "bytes, starting with a letter or an underscore.",
-                id="orm_views.E010",
-            )
-        )
-    if settings.sync_strategy not in STRATEGIES:
-        errors.append(
-            checks.Error(
-                f"ORM_VIEWS_SYNC_STRATEGY = {settings.sync_strategy!r} is not a strategy.",
-                hint=f"Use one of: {', '.join(STRATEGIES)}.",
-                id="orm_views.E011",
-            )
-        )
-    return errors
+    """Every ``ORM_VIEWS_*`` setting, by the rules that reading it enforces (conf.py)."""
+    return [
+        checks.Error(problem.message, hint=problem.hint, id=problem.id)
+        for problem in setting_problems()
+    ]
 
 
 # Checks added for the Django integration (ids from E020 up) -----------------------------
@@ -66,39 +47,26 @@ def checks_for_migrate() -> Iterator[None]:
         running_migrate.reset(token)
 
 
-# Schemas that belong to PostgreSQL or, usually, to the project's own tables: a sync
-# renames or drops its schema, so it must never be one of these.
-RESERVED_SCHEMAS = frozenset({"public", "information_schema"})
-
-
 def check_setting_values(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Settings that parse but would do harm or be silently ignored."""
+    """``ORM_VIEWS_*`` settings that the package does not know, so silently ignores (a
+    typo leaves a role without its grants)."""
     from django.conf import settings as django_settings
 
-    errors: list[checks.CheckMessage] = []
-    schema = get_settings().schema
-    if schema in RESERVED_SCHEMAS or schema.startswith("pg_"):
-        errors.append(
-            checks.Error(
-                f"ORM_VIEWS_SCHEMA = {schema!r} names a schema that django-orm-views does not "
-                "own: a sync replaces its schema as a whole.",
-                hint="Use a schema of its own, such as 'views' (the default). PostgreSQL "
-                "reserves names starting with 'pg_'.",
-                id="orm_views.E021",
+    known = list(DEFAULTS)
+    warnings: list[checks.CheckMessage] = []
+    for name in sorted(dir(django_settings)):
+        if not name.startswith("ORM_VIEWS_") or name in DEFAULTS:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"Did you mean {close[0]}? " if close else ""
+        warnings.append(
+            checks.Warning(
+                f"{name} is not a setting of django-orm-views; it has no effect.",
+                hint=f"{hint}The settings are: {', '.join(known)}.",
+                id="orm_views.W001",
             )
         )
-    roles = getattr(django_settings, "ORM_VIEWS_GRANT_SELECT_TO", [])
-    if isinstance(roles, str) or not (
-        isinstance(roles, (list, tuple)) and all(isinstance(role, str) and role for role in roles)
-    ):
-        errors.append(
-            checks.Error(
-                f"ORM_VIEWS_GRANT_SELECT_TO = {roles!r} is not a list of role names.",
-                hint='Use a list of strings, such as ["analytics"], or [] to grant nothing.',
-                id="orm_views.E025",
-            )
-        )
-    return errors
+    return warnings
 
 
 def check_databases(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -149,8 +117,8 @@ def check_database_contents(
     """Checks that query the databases: only run for ``check --database <alias>`` (and by
     ``migrate`` for its database when it syncs the views), like Django's own database
     checks."""
-    if not databases:
-        return []
+    if not databases or setting_problems():
+        return []  # bad settings are reported by check_settings
     if running_migrate.get() and not get_settings().sync_on_migrate:
         return []  # a migrate that never syncs has no use for these checks
     from django.db import DatabaseError, connections

@@ -6,6 +6,7 @@ only to let the database driver bind the parameters (client-side, no round trip)
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
 import hashlib
@@ -19,9 +20,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pglast.parser import ParseError, parse_sql_json, scan
 
+from .conf import POSTGRES_MAX_IDENTIFIER_BYTES, PUBLIC_KEYWORD_ROLE
 from .exceptions import InvalidViewError
 from .views import (
-    POSTGRES_MAX_IDENTIFIER_BYTES,
     BasePostgresView,
     PostgresMaterialisedViewMixin,
     describe,
@@ -132,6 +133,14 @@ def render_view(
     """Render ``view`` for ``connection``: bind its parameters, parse its SQL, find the
     views it reads and build its indexes. Raises InvalidViewError naming the class."""
     sql, params = view.get_sql_and_params()
+    # No statement can carry a NUL: refuse it here, naming the view, rather than let the
+    # driver or the parser fail on it.
+    if "\0" in sql or any(isinstance(value, str) and "\0" in value for value in params):
+        where = "SQL" if "\0" in sql else "params"
+        raise InvalidViewError(
+            f"View {describe(view)} has a NUL character in its {where}, which PostgreSQL "
+            "does not accept. Remove it (a column that may hold one needs a bytea value)."
+        )
     try:
         # The driver binds the parameters client-side, exactly as it would for execute().
         bound: str = connection.ops.compose_sql(sql, params)  # type: ignore[attr-defined]
@@ -172,6 +181,8 @@ class RelationReference:
 class ParsedSelect:
     sql: str
     relations: tuple[tuple[str, str, int, str | None], ...]  # schema, name, byte offset, catalog
+    # Where ``sql`` starts in the text that was parsed (characters).
+    start: int = 0
 
     def references(self, schema: str) -> frozenset[str]:
         return frozenset(name for owner, name, _, _ in self.relations if owner == schema)
@@ -197,28 +208,58 @@ class ParsedSelect:
 
 
 def parse_select(sql: str, view: type[BasePostgresView] | None = None) -> ParsedSelect:
-    """Parse the view's SELECT (without surrounding blanks and trailing semicolons) once,
-    with PostgreSQL's own parser: check it is exactly one query and collect the
-    schema-qualified relations it reads."""
-    text = sql.strip()
-    while text.endswith(";"):
-        text = text[:-1].rstrip()
+    """Parse the view's SELECT once, with PostgreSQL's own parser: check it is exactly one
+    query, keep the text of that statement alone and collect the schema-qualified
+    relations it reads.
+
+    The text kept runs from the statement's first token to its last, as the parser and
+    its scanner locate them: comments before or after it, blanks and semicolons are left
+    out, so that the DDL written around it never ends inside a ``--`` comment.
+    """
     label = f"View {describe(view)}" if view is not None else "The SQL"
+    if "\0" in sql:
+        raise InvalidViewError(
+            f"{label} has SQL that contains a NUL character, which PostgreSQL does not "
+            "accept in a statement. Remove it from the view's `sql` (or `get_queryset`)."
+        )
     try:
-        tree = json.loads(parse_sql_json(text))
+        tree = json.loads(parse_sql_json(sql))
     except ParseError as error:
         raise InvalidViewError(
             f"{label} has SQL that PostgreSQL cannot parse: {error}. "
             "Fix the view's `sql` (or `get_queryset`)."
         ) from error
     statements = tree.get("stmts", [])
-    if len(statements) != 1 or "SelectStmt" not in statements[0].get("stmt", {}):
+    if len(statements) != 1:
         raise InvalidViewError(
-            f"{label} must have exactly one SELECT (or VALUES) statement as "
-            f"its SQL; found {len(statements)} statement(s). Remove the extra statements."
+            f"{label} must have exactly one SELECT (or VALUES) statement as its SQL; found "
+            f"{len(statements)} statement(s). "
+            + (
+                "Set `sql` to the query the view shows."
+                if not statements
+                else "Keep one query: combine the others into it (WITH ..., UNION, a "
+                "subquery) or declare them as views of their own."
+            )
         )
+    statement = statements[0]
+    select = statement.get("stmt", {}).get("SelectStmt")
+    if select is None:
+        kind = next(iter(statement.get("stmt", {})), "unknown statement")
+        raise InvalidViewError(
+            f"{label} has a {kind.removesuffix('Stmt')} statement as its SQL, not a query. "
+            "Set `sql` to a SELECT (or VALUES, or WITH ... SELECT) statement."
+        )
+    if select.get("intoClause"):
+        raise InvalidViewError(
+            f"{label} has SELECT ... INTO as its SQL, which creates a table. Remove the INTO "
+            "clause: the view itself holds the query's rows."
+        )
+    start, end = _statement_span(sql, statement)
+    text = sql[start:end]
+    # The parser's locations are byte offsets into ``sql``; keep them relative to ``text``.
+    skipped = len(sql[:start].encode())
     relations: list[tuple[str, str, int, str | None]] = []
-    pending: list[Any] = [statements[0]]
+    pending: list[Any] = [statement]
     while pending:
         node = pending.pop()
         if isinstance(node, dict):
@@ -228,19 +269,41 @@ def parse_select(sql: str, view: type[BasePostgresView] | None = None) -> Parsed
                     (
                         range_var["schemaname"],
                         range_var.get("relname", ""),
-                        range_var.get("location", 0),
+                        range_var.get("location", 0) - skipped,
                         range_var.get("catalogname"),
                     )
                 )
             pending.extend(node.values())
         elif isinstance(node, list):
             pending.extend(node)
-    return ParsedSelect(text, tuple(relations))
+    return ParsedSelect(text, tuple(relations), start)
+
+
+COMMENT_TOKENS = frozenset({"SQL_COMMENT", "C_COMMENT"})
+
+
+def _statement_span(sql: str, statement: dict[str, Any]) -> tuple[int, int]:
+    """Character offsets (end excluded) of the one statement of ``sql``, from its first
+    token to its last. The parser gives the statement's bytes (``stmt_location``, and
+    ``stmt_len``, which is 0 for "up to the end" and includes any comments before the
+    semicolon); the scanner's tokens trim the comments and blanks on either side."""
+    encoded = sql.encode()
+    first_byte = statement.get("stmt_location", 0)
+    length = statement.get("stmt_len", 0)
+    last_byte = first_byte + length if length else len(encoded)
+    first = len(encoded[:first_byte].decode())
+    last = len(encoded[:last_byte].decode())
+    tokens = [
+        token
+        for token in scan(sql)
+        if token.name not in COMMENT_TOKENS and first <= token.start and token.end < last
+    ]
+    return tokens[0].start, tokens[-1].end + 1
 
 
 def normalise_select(sql: str, view: type[BasePostgresView]) -> str:
-    """The view's SELECT without surrounding blanks and trailing semicolons, checked to be
-    exactly one query that PostgreSQL's parser accepts."""
+    """The view's SELECT alone (no surrounding comments, blanks or semicolons), checked to
+    be exactly one query that PostgreSQL's parser accepts."""
     return parse_select(sql, view).sql
 
 
@@ -277,7 +340,16 @@ def rewrite_schema(select_sql: str, schema: str, target_schema: str, names: Iter
     ``target_schema`` instead. Driven by the parse tree; text without such references is
     returned unchanged."""
     parsed = parse_select(select_sql)
-    return splice_schema(select_sql, parsed.schema_references(schema), target_schema, names)
+    # The references locate the schema names in the statement alone (parsed.sql).
+    references = [
+        dataclasses.replace(
+            reference,
+            schema_start=reference.schema_start + parsed.start,
+            schema_end=reference.schema_end + parsed.start,
+        )
+        for reference in parsed.schema_references(schema)
+    ]
+    return splice_schema(select_sql, references, target_schema, names)
 
 
 def index_definitions(view: type[BasePostgresView]) -> list[IndexDefinition]:
@@ -444,6 +516,11 @@ def _literal(view: type[BasePostgresView], lookup: str, value: Any) -> str:
         if not math.isfinite(value):
             _condition_value_error(view, lookup, value)
         return str(value)
+    if isinstance(value, str) and "\0" in value:
+        raise InvalidViewError(
+            f"View {describe(view)}: the index condition {lookup}={value!r} holds a NUL "
+            "character, which no SQL string can. Remove it from the condition."
+        )
     if isinstance(value, (str, uuid.UUID)):
         return quote_literal(str(value))
     if isinstance(value, (datetime.date, datetime.time)):
@@ -481,8 +558,26 @@ def parse_fingerprint_comment(comment: str | None) -> str | None:
 
 
 def quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    """``value`` as an SQL string literal that means the same whatever the session's
+    ``standard_conforming_strings`` says, as PostgreSQL's ``quote_literal()`` writes it:
+    quotes doubled and, when it holds a backslash, the ``E'...'`` form with backslashes
+    doubled (with the setting off, a backslash in a plain literal is an escape).
+
+    Raises ValueError for a NUL character, which no SQL string can hold; callers check
+    for it first, to name the view or setting it comes from.
+    """
+    if "\0" in value:
+        raise ValueError("An SQL string literal cannot contain a NUL character.")
+    quoted = "'" + value.replace("'", "''") + "'"
+    if "\\" in value:
+        return "E" + quoted.replace("\\", "\\\\")
+    return quoted
 
 
 def quote_role(role: str) -> str:
-    return "PUBLIC" if role == "PUBLIC" else quote_identifier(role)
+    """``role`` as it goes in GRANT and REVOKE: always the role of exactly that name,
+    quoted (``"PUBLIC"``, ``"Analytics"`` and ``"o'brien %"`` are roles like any other),
+    except ``"public"``, which means the ``PUBLIC`` keyword (every role, present and
+    future). PostgreSQL reserves that one lowercase name: no role can be called
+    ``public``, so it can only ever mean the keyword."""
+    return "PUBLIC" if role == PUBLIC_KEYWORD_ROLE else quote_identifier(role)

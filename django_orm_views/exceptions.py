@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 
 class ViewError(Exception):
     """Base class of the package's errors; the message names the view and the fix."""
+
+
+class InvalidSettingError(ViewError, ImproperlyConfigured):
+    """An ``ORM_VIEWS_*`` setting has a value the package cannot use; the message names
+    the setting, its value and the values allowed."""
+
+
+class InvalidRoleNameError(ViewError, ValueError):
+    """A role to grant SELECT to has a name no role can have (empty, NUL, too long)."""
 
 
 class InvalidViewError(ViewError):

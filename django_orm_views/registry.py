@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.apps import apps
 from django.db import connections
 
+from .conf import POSTGRES_MAX_IDENTIFIER_BYTES
 from .exceptions import (
     DependencyCycleError,
     InvalidViewError,
@@ -19,7 +20,6 @@ from .exceptions import (
     ViewDiscoveryError,
 )
 from .views import (
-    POSTGRES_MAX_IDENTIFIER_BYTES,
     BasePostgresView,
     PostgresMaterialisedViewMixin,
     declared_classes,

@@ -15,7 +15,9 @@ from django.db import models
 from django.db.models.base import ModelBase
 from django.utils.functional import classproperty
 
-from .conf import schema_name
+# Re-exported: the limit was first defined here.
+from .conf import POSTGRES_MAX_IDENTIFIER_BYTES as POSTGRES_MAX_IDENTIFIER_BYTES
+from .conf import declared_schema, schema_name
 from .exceptions import InvalidViewError, ReadOnlyViewError
 
 if TYPE_CHECKING:
@@ -36,8 +38,6 @@ __all__ = [
 # filters out the abstract ones; keeping them all here costs nothing and keeps views.py
 # free of any lookup logic.
 declared_classes: list[type[BasePostgresView]] = []
-
-POSTGRES_MAX_IDENTIFIER_BYTES = 63
 
 
 def describe(view: type[Any]) -> str:
@@ -277,7 +277,9 @@ class ReadableViewBase(ModelBase):
             meta.managed = False
             meta.auto_created = True
             view_name = cls.view_name  # type: ignore[attr-defined]
-            meta.db_table = f"{quote_identifier(schema_name())}.{quote_identifier(view_name)}"
+            # Not validated here: a bad ORM_VIEWS_SCHEMA must not fail the import of the
+            # user's postgres_views module; the checks and every sync report it.
+            meta.db_table = f"{quote_identifier(declared_schema())}.{quote_identifier(view_name)}"
         return cls
 
 

@@ -138,7 +138,7 @@ class TestStrategies:
         result = run_command("sync_views")
         assert result.exit_code == 1
         assert (
-            "Unknown sync strategy 'sideways' (from ORM_VIEWS_SYNC_STRATEGY or --strategy). Use one of: swap, recreate."
+            "ORM_VIEWS_SYNC_STRATEGY = 'sideways' is not a strategy. Use one of: swap, recreate."
             in result.stderr
         )
 
