@@ -34,9 +34,14 @@ _EXPORTS = {
     ),
     "refresh": ("refresh_materialized_view", "refresh_materialized_views"),
     "exceptions": (
+        "ColumnMismatchError",
+        "ConnectionLostError",
         "DependencyCycleError",
         "DependencyError",
         "ExternalDependentsError",
+        "ForeignObjectsError",
+        "InvalidRoleNameError",
+        "InvalidSettingError",
         "InvalidViewError",
         "MissingDependencyError",
         "ReadOnlyViewError",
@@ -51,38 +56,9 @@ _EXPORTS = {
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = [
-    "ActionKind",
-    "DependencyCycleError",
-    "DependencyError",
-    "ExternalDependentsError",
-    "HiddenViewMixin",
-    "InvalidViewError",
-    "MissingDependencyError",
-    "PostgresMaterialisedViewMixin",
-    "PostgresMaterializedViewMixin",
-    "PostgresViewFromQueryset",
-    "PostgresViewFromSQL",
-    "ReadOnlyViewError",
-    "ReadableViewFromQueryset",
-    "ReadableViewFromSQL",
-    "RefreshError",
-    "SyncError",
-    "SyncLockTimeout",
-    "SyncPlan",
-    "SyncReport",
-    "SyncResult",
-    "UnknownRoleError",
-    "UnknownViewError",
-    "ViewAction",
-    "ViewDiscoveryError",
-    "ViewError",
-    "apply_plan",
-    "plan_sync",
-    "refresh_materialized_view",
-    "refresh_materialized_views",
-    "sync_views",
-]
+# Written once, in _EXPORTS: the names are imported lazily (views.py defines models,
+# which cannot be imported before Django's app registry is ready).
+__all__ = sorted(_MODULE_OF)
 
 
 def __getattr__(name: str) -> Any:
@@ -98,11 +74,18 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *__all__])
 
 
+# For type checkers and editors: the same names, imported eagerly (re-exported through
+# __all__, which ruff cannot follow when it is computed).
 if TYPE_CHECKING:
-    from .exceptions import (
+    from .exceptions import (  # noqa: F401
+        ColumnMismatchError,
+        ConnectionLostError,
         DependencyCycleError,
         DependencyError,
         ExternalDependentsError,
+        ForeignObjectsError,
+        InvalidRoleNameError,
+        InvalidSettingError,
         InvalidViewError,
         MissingDependencyError,
         ReadOnlyViewError,
@@ -114,8 +97,8 @@ if TYPE_CHECKING:
         ViewDiscoveryError,
         ViewError,
     )
-    from .refresh import refresh_materialized_view, refresh_materialized_views
-    from .sync import (
+    from .refresh import refresh_materialized_view, refresh_materialized_views  # noqa: F401
+    from .sync import (  # noqa: F401
         ActionKind,
         SyncPlan,
         SyncReport,
@@ -125,7 +108,7 @@ if TYPE_CHECKING:
         plan_sync,
         sync_views,
     )
-    from .views import (
+    from .views import (  # noqa: F401
         HiddenViewMixin,
         PostgresMaterialisedViewMixin,
         PostgresMaterializedViewMixin,

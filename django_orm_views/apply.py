@@ -233,7 +233,7 @@ def _phase_settings(phase: Phase) -> list[tuple[str, str]]:
     values = []
     if phase.lock_timeout:
         values.append(("lock_timeout", f"{settings.swap_lock_timeout_ms}ms"))
-    bound = f"{swap_timeout_ms()}ms"
+    bound = f"{get_settings().swap_timeout_ms}ms"
     if phase.bounded:
         values.append(("statement_timeout", bound))
     if phase.bounded or phase.idle_bounded:
@@ -283,10 +283,6 @@ def set_local(cursor: Any, values: list[tuple[str, str]]) -> list[tuple[str, str
     )
     row = cursor.fetchone()
     return [(name, row[index * 2]) for index, (name, _) in enumerate(values)]
-
-
-def swap_timeout_ms() -> int:
-    return int(getattr(get_settings(), "swap_timeout_ms", 1000))
 
 
 def _execute_step(cursor: Any, step: Step, plan: SyncPlan) -> None:
@@ -399,7 +395,7 @@ def compile_for(connection: BaseDatabaseWrapper, plan: SyncPlan) -> CompiledPlan
 
 
 def _check_roles(connection: BaseDatabaseWrapper, plan: SyncPlan) -> None:
-    missing = missing_roles(connection, [role for role in plan.roles if role != "public"])
+    missing = missing_roles(connection, plan.roles)
     if missing:
         configured = set(get_settings().grant_select_to)
         sources = [

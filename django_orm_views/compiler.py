@@ -6,7 +6,6 @@ only to let the database driver bind the parameters (client-side, no round trip)
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import decimal
 import hashlib
@@ -31,8 +30,6 @@ from .views import (
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
-
-FINGERPRINT_PREFIX = "django-orm-views:"
 
 
 @dataclass(frozen=True)
@@ -301,17 +298,6 @@ def _statement_span(sql: str, statement: dict[str, Any]) -> tuple[int, int]:
     return tokens[0].start, tokens[-1].end + 1
 
 
-def normalise_select(sql: str, view: type[BasePostgresView]) -> str:
-    """The view's SELECT alone (no surrounding comments, blanks or semicolons), checked to
-    be exactly one query that PostgreSQL's parser accepts."""
-    return parse_select(sql, view).sql
-
-
-def referenced_views(select_sql: str, schema: str) -> set[str]:
-    """Names of the relations in ``schema`` that the query reads, found by the parser."""
-    return set(parse_select(select_sql).references(schema))
-
-
 def splice_schema(
     select_sql: str,
     references: Iterable[RelationReference],
@@ -333,23 +319,6 @@ def splice_schema(
     for reference in chosen:
         text = text[: reference.schema_start] + replacement + text[reference.schema_end :]
     return text
-
-
-def rewrite_schema(select_sql: str, schema: str, target_schema: str, names: Iterable[str]) -> str:
-    """Point the query's references to ``schema.<name>`` (for each of ``names``) at
-    ``target_schema`` instead. Driven by the parse tree; text without such references is
-    returned unchanged."""
-    parsed = parse_select(select_sql)
-    # The references locate the schema names in the statement alone (parsed.sql).
-    references = [
-        dataclasses.replace(
-            reference,
-            schema_start=reference.schema_start + parsed.start,
-            schema_end=reference.schema_end + parsed.start,
-        )
-        for reference in parsed.schema_references(schema)
-    ]
-    return splice_schema(select_sql, references, target_schema, names)
 
 
 def index_definitions(view: type[BasePostgresView]) -> list[IndexDefinition]:
@@ -545,16 +514,6 @@ def fingerprint(view: RenderedView, dependency_fingerprints: Iterable[str]) -> s
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()
-
-
-def fingerprint_comment(value: str) -> str:
-    return f"{FINGERPRINT_PREFIX}{value}"
-
-
-def parse_fingerprint_comment(comment: str | None) -> str | None:
-    if comment and comment.startswith(FINGERPRINT_PREFIX):
-        return comment[len(FINGERPRINT_PREFIX) :]
-    return None
 
 
 def quote_literal(value: str) -> str:

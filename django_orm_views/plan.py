@@ -14,7 +14,7 @@ from enum import Enum
 from django.db import connections
 
 from .compiler import RenderedView, fingerprint, render_view
-from .conf import STRATEGIES, get_settings
+from .conf import STRATEGIES, get_settings, validate_role_names
 from .exceptions import InvalidViewError
 from .introspection import CatalogSnapshot, DatabaseObject, read_catalog
 from .registry import dependency_order, raise_for_problems, views_for_database
@@ -178,6 +178,7 @@ def desired_state(database: str, schema: str | None = None) -> DesiredState:
 
 
 def resolve_roles(grant_select_permissions_to_user: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The roles to grant SELECT to: the setting's, then the option's; validated."""
     extra: Sequence[str]
     if grant_select_permissions_to_user is None:
         extra = ()
@@ -185,6 +186,7 @@ def resolve_roles(grant_select_permissions_to_user: str | Sequence[str] | None) 
         extra = (grant_select_permissions_to_user,)
     else:
         extra = tuple(grant_select_permissions_to_user)
+    extra = validate_role_names(extra, source="--grant-select-permissions-to-user")
     roles: list[str] = []
     for role in (*get_settings().grant_select_to, *extra):
         if role not in roles:
@@ -317,12 +319,9 @@ def plan_sync(
 ) -> SyncPlan:
     """Compare the declared views of ``database`` with what it holds. Changes nothing;
     ``bool(plan)`` is False when the database already matches the code."""
+    # Everything that can be refused without the database is, before any query.
+    roles = resolve_roles(grant_select_permissions_to_user)
+    chosen_strategy = choose_strategy(strategy)
     desired = desired_state(database)
     snapshot = read_catalog(connections[database], desired.schema)
-    return compare(
-        desired,
-        snapshot,
-        roles=resolve_roles(grant_select_permissions_to_user),
-        strategy=choose_strategy(strategy),
-        force=force,
-    )
+    return compare(desired, snapshot, roles=roles, strategy=chosen_strategy, force=force)

@@ -7,12 +7,11 @@ import pytest
 from django_orm_views.compiler import (
     IndexDefinition,
     index_name,
-    parse_fingerprint_comment,
-    referenced_views,
-    rewrite_schema,
 )
 from django_orm_views.exceptions import DependencyCycleError, MissingDependencyError
 from django_orm_views.registry import dependency_order
+
+from .utils import referenced_views, rewrite_schema
 
 
 class FakeView:
@@ -72,12 +71,6 @@ def test_index_definition_quotes_every_identifier() -> None:
     assert index.create_sql("views", "sales") == (
         'CREATE UNIQUE INDEX "odd""name" ON "views"."sales" ("day" DESC, "Country")'
     )
-
-
-def test_fingerprint_comments_round_trip() -> None:
-    assert parse_fingerprint_comment("django-orm-views:abc") == "abc"
-    assert parse_fingerprint_comment("made by hand") is None
-    assert parse_fingerprint_comment(None) is None
 
 
 def test_dependency_order_is_deterministic_and_puts_dependencies_first() -> None:

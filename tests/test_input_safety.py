@@ -14,9 +14,9 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from django_orm_views import InvalidViewError, sync_views
-from django_orm_views.compiler import parse_select, quote_literal, quote_role, rewrite_schema
+from django_orm_views.compiler import parse_select, quote_literal, quote_role
 
-from .utils import declare_view, fetch, run_command
+from .utils import declare_view, fetch, rewrite_schema, run_command
 
 MODULE = "tests.test_input_safety"
 
@@ -80,11 +80,6 @@ class TestPublic:
             "WHERE c.relnamespace = 'views'::regnamespace AND a.grantee = 0"
         ) == [(0,)]
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="introspection.missing_roles() still looks 'public' up in pg_roles; the "
-        "keyword is no role, so it must be left out of that lookup",
-    )
     def test_lowercase_public_is_the_keyword(self, probe_view: type[Any]) -> None:
         create_roles("input_bystander")
         with override_settings(ORM_VIEWS_GRANT_SELECT_TO=["public"]):
@@ -307,3 +302,39 @@ class TestLiterals:
     def test_a_nul_cannot_be_a_literal(self) -> None:
         with pytest.raises(ValueError, match="NUL"):
             quote_literal("a\0b")
+
+
+@pytest.mark.django_db
+def test_a_nul_in_a_role_given_as_an_option(probe_view: type[Any]) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        result = run_command(
+            "sync_views", "--grant-select-permissions-to-user", "ana\0lytics", database="default"
+        )
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "CommandError: --grant-select-permissions-to-user names a role that cannot exist: "
+        "'ana\\x00lytics' contains a NUL character"
+    )
+    assert len(queries) == 0
+
+
+@pytest.mark.django_db
+def test_the_swap_runs_under_the_swap_timeout_and_restores_it(probe_view: type[Any]) -> None:
+    seen = []
+
+    def spy(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        if "RENAME TO" in sql:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT current_setting('statement_timeout'), "
+                    "current_setting('idle_in_transaction_session_timeout')"
+                )
+                seen.append(cursor.fetchone())
+        return result
+
+    with override_settings(ORM_VIEWS_SWAP_TIMEOUT_MS=1234), connection.execute_wrapper(spy):
+        sync_views(database="default")
+    assert seen == [("1234ms", "1234ms")]
+    # Inside the test's transaction the sync gives the settings back.
+    assert fetch("SELECT current_setting('statement_timeout')") == [("0",)]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
@@ -14,6 +16,8 @@ from urllib.parse import quote
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
+
+from django_orm_views.compiler import parse_select, splice_schema
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -138,3 +142,24 @@ def mark_as_working_schema(schema: str, *views: str, alias: str = "default") -> 
                 f'COMMENT ON RULE "_RETURN" ON "{schema}"."{view}" IS '
                 '\'django_orm_views {"extra_roles": [], "fingerprint": "left"}\''
             )
+
+
+def referenced_views(select_sql: str, schema: str) -> set[str]:
+    """Names of the relations in ``schema`` that the query reads, found by the parser."""
+    return set(parse_select(select_sql).references(schema))
+
+
+def rewrite_schema(select_sql: str, schema: str, target_schema: str, names: Iterable[str]) -> str:
+    """What a sync does to a view's SQL for its staging schema, on the whole text: the
+    references to ``schema.<name>`` (for each of ``names``) point at ``target_schema``."""
+    parsed = parse_select(select_sql)
+    # The references locate the schema names in the statement alone (parsed.sql).
+    references = [
+        dataclasses.replace(
+            reference,
+            schema_start=reference.schema_start + parsed.start,
+            schema_end=reference.schema_end + parsed.start,
+        )
+        for reference in parsed.schema_references(schema)
+    ]
+    return splice_schema(select_sql, references, target_schema, names)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..compiler import quote_literal
+from ..conf import PUBLIC_KEYWORD_ROLE
 from ..views import quote_identifier
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def _grantees(acl_column: str, privilege: str, owner_column: str) -> str:
     # The PUBLIC pseudo-role (grantee 0) is reported as 'public', the spelling that
     # means the keyword; a real role called "PUBLIC" keeps its own name.
     return f"""ARRAY(
-        SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_get_userbyid(a.grantee) END
+        SELECT DISTINCT CASE WHEN a.grantee = 0 THEN '{PUBLIC_KEYWORD_ROLE}' ELSE pg_get_userbyid(a.grantee) END
         FROM aclexplode({acl_column}) AS a
         WHERE a.privilege_type = '{privilege}' AND a.grantee <> {owner_column}
     )"""
@@ -272,7 +273,9 @@ def view_columns(
 
 
 def missing_roles(connection: BaseDatabaseWrapper, roles: Iterable[str]) -> list[str]:
-    roles = sorted(set(roles))
+    """The roles that do not exist. ``public`` is PostgreSQL's PUBLIC keyword, no role:
+    pg_roles never lists it."""
+    roles = sorted(set(roles) - {PUBLIC_KEYWORD_ROLE})
     if not roles:
         return []
     with connection.cursor() as cursor:

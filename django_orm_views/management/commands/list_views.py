@@ -39,9 +39,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        aliases = [options["database"]] if options["database"] else databases_to_sync()
         listings = []
         try:
+            aliases = [options["database"]] if options["database"] else databases_to_sync()
             for alias in aliases:
                 plan, statuses = view_statuses(alias)
                 listings.append((alias, plan.schema, plan.snapshot.leftover_schemas, statuses))
