@@ -34,11 +34,12 @@ class ReadOnlyViewAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     # No bulk actions: the only built-in one deletes.
     actions = None
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    # Django's signatures: the answer is no whoever asks, for any object.
+    def has_add_permission(self, request: HttpRequest) -> bool:  # noqa: ARG002
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:  # noqa: ARG002
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:  # noqa: ARG002
         return False

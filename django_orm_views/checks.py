@@ -13,15 +13,18 @@ from django.core import checks
 from .conf import DEFAULTS, get_settings, setting_problems
 from .registry import find_problems
 
+# Django calls every check with ``app_configs`` (and ``databases``) by keyword; these
+# checks cover the whole project, whichever apps are named.
 
-def check_views(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+
+def check_views(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:  # noqa: ARG001
     return [
         checks.Error(problem.message, hint=problem.hint or None, obj=problem.view, id=problem.id)
         for problem in find_problems()
     ]
 
 
-def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:  # noqa: ARG001
     """Every ``ORM_VIEWS_*`` setting, by the rules that reading it enforces (conf.py)."""
     return [
         checks.Error(problem.message, hint=problem.hint, id=problem.id)
@@ -47,7 +50,7 @@ def checks_for_migrate() -> Iterator[None]:
         running_migrate.reset(token)
 
 
-def check_setting_values(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+def check_setting_values(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:  # noqa: ARG001
     """``ORM_VIEWS_*`` settings that the package does not know, so silently ignores (a
     typo leaves a role without its grants)."""
     from django.conf import settings as django_settings
@@ -69,7 +72,7 @@ def check_setting_values(app_configs: Any = None, **kwargs: Any) -> list[checks.
     return warnings
 
 
-def check_databases(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+def check_databases(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:  # noqa: ARG001
     """Views on databases that cannot hold them (without connecting)."""
     from django.db import connections
 
@@ -112,7 +115,9 @@ def check_databases(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
 
 
 def check_database_contents(
-    app_configs: Any = None, databases: Any = None, **kwargs: Any
+    app_configs: Any = None,  # noqa: ARG001
+    databases: Any = None,
+    **kwargs: Any,
 ) -> list[checks.CheckMessage]:
     """Checks that query the databases: only run for ``check --database <alias>`` (and by
     ``migrate`` for its database when it syncs the views), like Django's own database

@@ -165,6 +165,44 @@ def refresh_materialized_views(
     """
     plan = plan_sync(database=database)
     wanted = _chosen_views(views, plan, database)
+    modes = _refresh_modes(plan, wanted, database, concurrently=concurrently, strict=strict)
+    results: list[RefreshResult] = []
+    failed: set[str] = set()
+    done: set[str] = set()
+    for name in plan.order:
+        if name not in wanted or name in done:
+            continue
+        view = wanted[name]
+        blocked = sorted(_dependencies(plan, name) & failed)
+        if blocked:
+            failed.add(name)
+            results.append(_skipped(view, database, modes[name], blocked))
+            continue
+        if modes[name] is RefreshMode.CONCURRENTLY:
+            batch = [_refresh_in_place(view, database, concurrently=True)]
+        else:
+            batch = _refresh_by_swap(view, database)
+        for result in batch:
+            results.append(result)
+            (done if result.succeeded else failed).add(result.view.view_name)
+    failures = [result for result in results if not result.succeeded]
+    if failures:
+        raise RefreshFailedError(
+            "\n".join(result.error for result in failures if result.error), results
+        )
+    return results
+
+
+def _refresh_modes(
+    plan: SyncPlan,
+    wanted: dict[str, type[BasePostgresView]],
+    database: str,
+    *,
+    concurrently: bool | None,
+    strict: bool,
+) -> dict[str, RefreshMode]:
+    """How each wanted view is refreshed; every problem of every view, raised together
+    before anything is refreshed."""
     modes: dict[str, RefreshMode] = {}
     problems: list[str] = []
     for name, view in wanted.items():
@@ -186,43 +224,22 @@ def refresh_materialized_views(
         _raise_if_out_of_sync(
             plan, [name for name in plan.order if modes.get(name) is RefreshMode.SWAP]
         )
+    return modes
 
-    results: list[RefreshResult] = []
-    failed: set[str] = set()
-    done: set[str] = set()
-    for name in plan.order:
-        if name not in wanted or name in done:
-            continue
-        view = wanted[name]
-        blocked = sorted(_dependencies(plan, name) & failed)
-        if blocked:
-            failed.add(name)
-            results.append(
-                RefreshResult(
-                    view,
-                    database,
-                    modes[name],
-                    0.0,
-                    timezone.now(),
-                    error=f"View {describe(view)} was not refreshed: it depends on "
-                    f"{', '.join(blocked)}, whose refresh failed.",
-                    skipped=True,
-                )
-            )
-            continue
-        if modes[name] is RefreshMode.CONCURRENTLY:
-            batch = [_refresh_in_place(view, database, concurrently=True)]
-        else:
-            batch = _refresh_by_swap(view, database)
-        for result in batch:
-            results.append(result)
-            (done if result.succeeded else failed).add(result.view.view_name)
-    failures = [result for result in results if not result.succeeded]
-    if failures:
-        raise RefreshFailedError(
-            "\n".join(result.error for result in failures if result.error), results
-        )
-    return results
+
+def _skipped(
+    view: type[BasePostgresView], database: str, mode: RefreshMode, blocked: list[str]
+) -> RefreshResult:
+    return RefreshResult(
+        view,
+        database,
+        mode,
+        0.0,
+        timezone.now(),
+        error=f"View {describe(view)} was not refreshed: it depends on "
+        f"{', '.join(blocked)}, whose refresh failed.",
+        skipped=True,
+    )
 
 
 def _chosen_views(

@@ -141,44 +141,43 @@ def find_problems(
                     "Add PostgresMaterialisedViewMixin first in its bases, or remove `pk_field`.",
                 )
             )
-        # Declared types say "view classes"; what users write may be anything.
-        dependencies: Sequence[object] = view.view_dependencies
-        for dependency in dependencies:
-            if not (isinstance(dependency, type) and issubclass(dependency, BasePostgresView)):
-                problems.append(
-                    Problem(
-                        "orm_views.E006",
-                        view,
-                        f"View {label} lists {dependency!r} in `view_dependencies`, which is "
-                        "not a view class.",
-                        "List view classes only.",
-                    )
-                )
-            elif dependency.is_abstract():
-                problems.append(
-                    Problem(
-                        "orm_views.E006",
-                        view,
-                        f"View {label} lists the abstract class {describe(dependency)} in "
-                        "`view_dependencies`.",
-                        "List concrete view classes only.",
-                    )
-                )
-            elif dependency.database != view.database:
-                problems.append(
-                    Problem(
-                        "orm_views.E006",
-                        view,
-                        f"View {label} (database {view.database!r}) depends on "
-                        f"{describe(dependency)} (database {dependency.database!r}).",
-                        "A view can only depend on views of its own database.",
-                    )
-                )
+        problems += _dependency_problems(view)
         if check_sql:
             try:
                 view.get_sql_and_params()
             except InvalidViewError as error:
                 problems.append(Problem("orm_views.E001", view, str(error), ""))
+    return problems
+
+
+def _dependency_problems(view: type[BasePostgresView]) -> list[Problem]:
+    """E006: what ``view_dependencies`` lists must be concrete views of the same database."""
+    label = describe(view)
+    problems = []
+    # Declared types say "view classes"; what users write may be anything.
+    dependencies: Sequence[object] = view.view_dependencies
+    for dependency in dependencies:
+        if not (isinstance(dependency, type) and issubclass(dependency, BasePostgresView)):
+            message = (
+                f"View {label} lists {dependency!r} in `view_dependencies`, which is not a "
+                "view class."
+            )
+            hint = "List view classes only."
+        elif dependency.is_abstract():
+            message = (
+                f"View {label} lists the abstract class {describe(dependency)} in "
+                "`view_dependencies`."
+            )
+            hint = "List concrete view classes only."
+        elif dependency.database != view.database:
+            message = (
+                f"View {label} (database {view.database!r}) depends on "
+                f"{describe(dependency)} (database {dependency.database!r})."
+            )
+            hint = "A view can only depend on views of its own database."
+        else:
+            continue
+        problems.append(Problem("orm_views.E006", view, message, hint))
     return problems
 
 

@@ -58,7 +58,8 @@ if importlib.util.find_spec("pytest") is not None:
     import pytest
 
     @pytest.fixture(scope="session")
-    def django_db_modify_db_settings(django_db_modify_db_settings: None) -> Iterator[None]:
+    # Asks for pytest-django's fixture of the same name to run after it.
+    def django_db_modify_db_settings(django_db_modify_db_settings: None) -> Iterator[None]:  # noqa: ARG001
         """pytest-django: sync the views into each test database as ``migrate``
         creates it (or reuses it).
 

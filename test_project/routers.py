@@ -23,7 +23,11 @@ class WarehouseRouter:
         return None if len(in_warehouse) == 1 else False
 
     def allow_migrate(
-        self, db: str, app_label: str, model_name: str | None = None, **hints: Any
+        self,
+        db: str,
+        app_label: str,
+        model_name: str | None = None,  # noqa: ARG002 (Django's signature; routed by app)
+        **hints: Any,
     ) -> bool | None:
         if app_label == WAREHOUSE_APP:
             return db == WAREHOUSE_DATABASE

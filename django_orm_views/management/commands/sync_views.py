@@ -93,15 +93,7 @@ class Command(BaseCommand):
 
     def render(self, result: SyncResult, verbosity: int) -> None:
         if result.dry_run:
-            if not result.statements:
-                if verbosity >= 1:
-                    self.stdout.write(
-                        f"-- Database '{result.database}': views in sync, nothing to run."
-                    )
-                return
-            self.stdout.write(f"-- Database '{result.database}': statements a sync would run")
-            for statement in result.statements:
-                self.stdout.write(f"{statement};")
+            self.render_dry_run(result, verbosity)
             return
         if verbosity >= 2:
             for action in result.plan.actions:
@@ -124,3 +116,14 @@ class Command(BaseCommand):
                 )
             style = self.style.SUCCESS if result.applied else self.style.NOTICE
             self.stdout.write(result.summary(), style)
+
+    def render_dry_run(self, result: SyncResult, verbosity: int) -> None:
+        if not result.statements:
+            if verbosity >= 1:
+                self.stdout.write(
+                    f"-- Database '{result.database}': views in sync, nothing to run."
+                )
+            return
+        self.stdout.write(f"-- Database '{result.database}': statements a sync would run")
+        for statement in result.statements:
+            self.stdout.write(f"{statement};")
