@@ -58,8 +58,8 @@ def run(database: common.Database, args: Any) -> None:
     common.migrate()
     from django.db import connections
 
-    from django_orm_views.compiler import quote_literal
     from django_orm_views.introspection import owner_marker
+    from django_orm_views.sql import quote_literal
     from django_orm_views.sync import ActionKind, plan_sync, sync_views
 
     env = common.environment(database)

@@ -8,7 +8,6 @@ import difflib
 import hashlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import Error, connections, transaction
@@ -33,7 +32,8 @@ from .introspection import (
     read_catalog,
     view_columns,
 )
-from .plan import ActionKind, DesiredState, SyncPlan, compare, model_columns
+from .plan import DesiredState, SyncPlan, compare, model_columns
+from .results import SyncReport, SyncResult
 from .views import describe
 
 if TYPE_CHECKING:
@@ -74,68 +74,6 @@ def retry_on_lock(operation: Callable[[], T], *, attempts: int) -> T:
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
     raise AssertionError("unreachable")  # the last attempt returns or raises
-
-
-@dataclass
-class SyncResult:
-    """What a sync did on one database."""
-
-    database: str
-    plan: SyncPlan
-    applied: bool = False
-    dry_run: bool = False
-    statements: list[str] = field(default_factory=list)
-    view_timings: dict[str, float] = field(default_factory=dict)
-    duration: float = 0.0
-    dropped_leftovers: list[str] = field(default_factory=list)
-    kept_old_schema: str | None = None
-
-    def count(self, kind: ActionKind) -> int:
-        return len(self.plan.actions_of(kind))
-
-    def summary(self) -> str:
-        counts = ", ".join(
-            f"{self.count(kind)} {label}"
-            for kind, label in (
-                (ActionKind.CREATE, "created"),
-                (ActionKind.REPLACE, "replaced"),
-                (ActionKind.DROP, "dropped"),
-                (ActionKind.KEEP, "unchanged"),
-            )
-        )
-        if self.dry_run:
-            verb = "Would sync"
-        elif self.applied:
-            verb = "Synced"
-        else:
-            verb = "Views already in sync"
-        return (
-            f"{verb} on database '{self.database}' ({self.plan.strategy}): {counts} "
-            f"in {self.duration:.2f}s."
-        )
-
-
-@dataclass
-class SyncReport:
-    """The results of a sync, one for each database it covered."""
-
-    results: list[SyncResult]
-
-    def __iter__(self) -> Iterator[SyncResult]:
-        return iter(self.results)
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def __getitem__(self, database: str) -> SyncResult:
-        for result in self.results:
-            if result.database == database:
-                return result
-        raise KeyError(database)
-
-    @property
-    def applied(self) -> bool:
-        return any(result.applied for result in self.results)
 
 
 def _advisory_key(schema: str) -> int:

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
-from django.core import checks
+from django.core.checks import Tags, register
+from django.db.models.signals import post_migrate, pre_migrate
 
 
 class OrmViewsConfig(AppConfig):
@@ -11,22 +12,16 @@ class OrmViewsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks as view_checks
-        from .registry import autodiscover
+        # Imported once the app registry is ready: these modules import the declared
+        # views, and readable views are Django models.
+        from . import checks, migrate, permissions, registry
 
-        autodiscover()
-        checks.register(view_checks.check_views, "orm_views")
-        checks.register(view_checks.check_settings, "orm_views")
-        checks.register(view_checks.check_setting_values, "orm_views")
-        checks.register(view_checks.check_databases, "orm_views")
-        checks.register(view_checks.check_database_contents, "orm_views", checks.Tags.database)
-        self.connect_migrate_signals()
-
-    def connect_migrate_signals(self) -> None:
-        from django.db.models.signals import post_migrate, pre_migrate
-
-        from . import migrate, permissions
-
+        registry.autodiscover()
+        register(checks.check_views, "orm_views")
+        register(checks.check_settings, "orm_views")
+        register(checks.check_setting_values, "orm_views")
+        register(checks.check_databases, "orm_views")
+        register(checks.check_database_contents, "orm_views", Tags.database)
         # No sender: each receiver acts once a run, on the first (pre) or the last
         # (post) app's signal, whichever apps are installed.
         pre_migrate.connect(migrate.handle_pre_migrate, dispatch_uid="orm_views_pre_migrate")

@@ -8,10 +8,15 @@ import difflib
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core import checks
+from django.db import DatabaseError, connections
 
 from .conf import DEFAULTS, get_settings, setting_problems
-from .registry import find_problems
+from .introspection import missing_roles, read_catalog
+from .registry import all_views, find_problems, views_for_database
+from .routing import allowed_on, app_label_of, explicit_database
+from .views import describe
 
 # Django calls every check with ``app_configs`` (and ``databases``) by keyword; these
 # checks cover the whole project, whichever apps are named.
@@ -53,8 +58,6 @@ def checks_for_migrate() -> Iterator[None]:
 def check_setting_values(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:  # noqa: ARG001
     """``ORM_VIEWS_*`` settings that the package does not know, so silently ignores (a
     typo leaves a role without its grants)."""
-    from django.conf import settings as django_settings
-
     known = list(DEFAULTS)
     warnings: list[checks.CheckMessage] = []
     for name in sorted(dir(django_settings)):
@@ -74,12 +77,6 @@ def check_setting_values(app_configs: Any = None, **kwargs: Any) -> list[checks.
 
 def check_databases(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:  # noqa: ARG001
     """Views on databases that cannot hold them (without connecting)."""
-    from django.db import connections
-
-    from .registry import all_views
-    from .routing import allowed_on, app_label_of, explicit_database
-    from .views import describe
-
     errors: list[checks.CheckMessage] = []
     aliases = list(connections)
     for view in all_views():
@@ -126,10 +123,6 @@ def check_database_contents(
         return []  # bad settings are reported by check_settings
     if running_migrate.get() and not get_settings().sync_on_migrate:
         return []  # a migrate that never syncs has no use for these checks
-    from django.db import DatabaseError, connections
-
-    from .introspection import missing_roles, read_catalog
-    from .registry import views_for_database
 
     errors: list[checks.CheckMessage] = []
     settings = get_settings()

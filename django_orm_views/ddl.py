@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .compiler import quote_literal, quote_role, splice_schema
+from .compiler import splice_schema
 from .exceptions import ExternalDependentsError, ForeignObjectsError
 from .introspection import (
     PREVIOUS_MARKER,
@@ -22,7 +22,7 @@ from .introspection import (
     staging_schema_name,
 )
 from .plan import ActionKind, SyncPlan, ViewAction
-from .views import quote_identifier
+from .sql import qualified_name, quote_identifier, quote_literal, quote_role
 
 __all__ = [
     "CompiledPlan",
@@ -102,17 +102,13 @@ def drop_schema_sql(schema: str) -> str:
     return f"DROP SCHEMA IF EXISTS {quote_identifier(schema)} CASCADE"
 
 
-def _qualified(schema: str, name: str) -> str:
-    return f"{quote_identifier(schema)}.{quote_identifier(name)}"
-
-
 def _keyword(object_kind: str) -> str:
     return "MATERIALIZED VIEW" if object_kind == "materialized view" else "VIEW"
 
 
 def _grant_steps(schema: str, name: str, add: Iterable[str], revoke: Iterable[str]) -> list[Step]:
     # GRANT ... ON TABLE covers views and materialized views alike.
-    target = f"TABLE {_qualified(schema, name)}"
+    target = f"TABLE {qualified_name(schema, name)}"
     steps = []
     revoke = sorted(revoke)
     add = sorted(add)
@@ -162,7 +158,9 @@ def _marker_step(plan: SyncPlan, name: str, target_schema: str) -> Step:
     (the view's own comment belongs to the user)."""
     extra_roles = () if plan.rendered[name].hidden else plan.extra_roles
     marker = quote_literal(owner_marker(plan.fingerprints[name], extra_roles))
-    return Step(f'COMMENT ON RULE "_RETURN" ON {_qualified(target_schema, name)} IS {marker}', name)
+    return Step(
+        f'COMMENT ON RULE "_RETURN" ON {qualified_name(target_schema, name)} IS {marker}', name
+    )
 
 
 def _populate_steps(plan: SyncPlan, name: str, target_schema: str) -> list[Step]:
@@ -177,7 +175,7 @@ def _populate_steps(plan: SyncPlan, name: str, target_schema: str) -> list[Step]
     item = plan.rendered[name]
     if not plan.rebuild or not item.materialized:
         return []
-    target = _qualified(target_schema, name)
+    target = qualified_name(target_schema, name)
     populated = item.with_data
     steps = []
     if not item.with_data:
@@ -204,7 +202,9 @@ def _drop_dependents_first(plan: SyncPlan) -> list[Step]:
     ]
     existing.sort(key=lambda item: (-position.get(item.name, len(position)), item.name))
     return [
-        Step(f"DROP {_keyword(item.kind)} IF EXISTS {_qualified(plan.schema, item.name)} CASCADE")
+        Step(
+            f"DROP {_keyword(item.kind)} IF EXISTS {qualified_name(plan.schema, item.name)} CASCADE"
+        )
         for item in existing
     ]
 
@@ -351,7 +351,7 @@ def _move_steps(plan: SyncPlan, action: ViewAction) -> list[Step]:
     staging = staging_schema_name(plan.schema)
     steps = [
         Step(
-            f"ALTER {_keyword(action.object_kind)} {_qualified(plan.schema, action.name)} "
+            f"ALTER {_keyword(action.object_kind)} {qualified_name(plan.schema, action.name)} "
             f"SET SCHEMA {quote_identifier(staging)}",
             action.name,
         ),

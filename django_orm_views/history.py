@@ -19,18 +19,16 @@ from __future__ import annotations
 import datetime
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import DatabaseError, connections, router, transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from .conf import refresh_history_limit
 from .introspection import materialized_view_statistics
+from .models import RefreshRecord
 from .plan import ActionKind, SyncPlan, plan_sync
 from .views import describe
-
-if TYPE_CHECKING:
-    from .models import RefreshRecord
 
 logger = logging.getLogger("django_orm_views")
 
@@ -44,10 +42,6 @@ __all__ = [
 
 
 def _model() -> type[RefreshRecord]:
-    # Imported on use: this module is imported by refresh.py, which the package's
-    # __init__ may load before the app registry is ready.
-    from .models import RefreshRecord
-
     return RefreshRecord
 
 

@@ -15,7 +15,9 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from django.apps import apps as global_apps
-from django.db import DEFAULT_DB_ALIAS, router
+from django.db import DEFAULT_DB_ALIAS, models, router
+
+from .registry import all_views
 
 if TYPE_CHECKING:
     from django.apps import AppConfig
@@ -25,10 +27,6 @@ __all__ = ["create_view_permissions", "readable_view_models"]
 
 def readable_view_models() -> list[type[Any]]:
     """Every concrete readable view (a view that is also a Django model)."""
-    from django.db import models
-
-    from .registry import all_views
-
     return [view for view in all_views() if issubclass(view, models.Model)]
 
 

@@ -47,7 +47,15 @@ from .history import record_refresh
 from .introspection import read_catalog
 from .plan import ActionKind, SyncPlan, compare, desired_state, plan_sync, resolve_roles
 from .registry import find_view
-from .views import BasePostgresView, PostgresMaterialisedViewMixin, describe, quote_identifier
+from .sql import qualified_name
+from .views import (
+    BasePostgresView,
+    PostgresMaterialisedViewMixin,
+    describe,
+    has_unique_index,
+    refresh_sql,
+    require_materialized,
+)
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -97,31 +105,6 @@ class RefreshResult:
 
 def _view_class(view: type[BasePostgresView] | BasePostgresView) -> type[BasePostgresView]:
     return view if isinstance(view, type) else type(view)
-
-
-def _require_materialized(view: type[BasePostgresView]) -> None:
-    if not issubclass(view, PostgresMaterialisedViewMixin):
-        raise RefreshError(
-            f"View {describe(view)} is not a materialized view, so it cannot be refreshed. "
-            "Add PostgresMaterialisedViewMixin first in its bases, or do not refresh it."
-        )
-
-
-def _has_unique_index(view: type[BasePostgresView]) -> bool:
-    return bool(getattr(view, "pk_field", None))
-
-
-def refresh_sql(view: type[BasePostgresView], *, concurrently: bool = False) -> str:
-    """``REFRESH MATERIALIZED VIEW [CONCURRENTLY] "views"."<name>"``."""
-    _require_materialized(view)
-    if concurrently and not _has_unique_index(view):
-        raise RefreshError(
-            f"View {describe(view)} cannot be refreshed concurrently: it has no unique index. "
-            "Set `pk_field` to its unique column(s), or refresh without concurrently."
-        )
-    target = f"{quote_identifier(schema_name())}.{quote_identifier(view.view_name)}"
-    keyword = " CONCURRENTLY" if concurrently else ""
-    return f"REFRESH MATERIALIZED VIEW{keyword} {target}"
 
 
 def refresh_materialized_view(
@@ -257,7 +240,7 @@ def _chosen_views(
     chosen: dict[str, type[BasePostgresView]] = {}
     for view in views:
         view_class = find_view(view, database) if isinstance(view, str) else _view_class(view)
-        _require_materialized(view_class)
+        require_materialized(view_class)
         if view_class.database != database:
             raise RefreshError(
                 f"View {describe(view_class)} lives on database '{view_class.database}', not "
@@ -273,11 +256,11 @@ def _choose_mode(
 ) -> tuple[RefreshMode, str | None]:
     if concurrently is False:
         return RefreshMode.SWAP, None
-    if _has_unique_index(view) and populated:
+    if has_unique_index(view) and populated:
         return RefreshMode.CONCURRENTLY, None
     if concurrently is None and not strict:
         return RefreshMode.SWAP, None
-    if not _has_unique_index(view):
+    if not has_unique_index(view):
         reason = "it has no unique index"
         fix = "Set `pk_field` to its unique column(s), or"
     else:
@@ -460,7 +443,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def _count_rows(connection: BaseDatabaseWrapper, name: str) -> int | None:
-    target = f"{quote_identifier(schema_name())}.{quote_identifier(name)}"
+    target = qualified_name(schema_name(), name)
     try:
         with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
             cursor.execute(f"SELECT count(*) FROM {target}")

@@ -61,12 +61,9 @@ def routed_database(view: type[Any]) -> str:
 
 
 def explicit_database(view: type[Any]) -> str | None:
-    """The ``database`` the class (or a base class) sets itself, if any."""
-    from .views import BasePostgresView
-
+    """The ``database`` the class (or a base class) sets itself, if any (the package's
+    own ``database`` is a property that asks the routers, not a string)."""
     for klass in view.__mro__:
-        if klass is BasePostgresView:
-            return None
         value = klass.__dict__.get("database")
         if isinstance(value, str):
             return value

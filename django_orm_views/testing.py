@@ -41,14 +41,15 @@ def sync_test_views(databases: Iterable[str] | None = None, *, verbosity: int = 
     Call it only once those aliases point to test databases: it writes to whatever
     database each alias names.
     """
-    from .registry import databases_with_views
-    from .sync import sync_views
+    # Imported on use: a conftest.py imports this module before Django is set up, and
+    # the views (readable views are models) need the app registry.
+    from . import registry, sync
 
-    wanted = set(databases_with_views() if databases is None else databases)
-    for alias in databases_with_views():
+    wanted = set(registry.databases_with_views() if databases is None else databases)
+    for alias in registry.databases_with_views():
         if alias not in wanted or connections[alias].settings_dict["TEST"].get("MIRROR"):
             continue
-        for result in sync_views(database=alias):
+        for result in sync.sync_views(database=alias):
             if verbosity >= 1:
                 sys.stdout.write(result.summary() + "\n")
 

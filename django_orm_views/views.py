@@ -18,7 +18,10 @@ from django.utils.functional import classproperty
 # Re-exported: the limit was first defined here.
 from .conf import POSTGRES_MAX_IDENTIFIER_BYTES as POSTGRES_MAX_IDENTIFIER_BYTES
 from .conf import declared_schema, schema_name
-from .exceptions import InvalidViewError, ReadOnlyViewError
+from .exceptions import InvalidViewError, ReadOnlyViewError, RefreshError
+from .routing import routed_database
+from .sql import qualified_name
+from .sql import quote_identifier as quote_identifier
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -45,11 +48,6 @@ def describe(view: type[Any]) -> str:
     return f"{view.__qualname__} ({view.__module__})"
 
 
-def quote_identifier(name: str) -> str:
-    """Quote an identifier the way PostgreSQL's ``quote_ident`` always would."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 class PostgresMaterialisedViewMixin:
     """Makes a view materialized. Put it first in the bases.
 
@@ -65,8 +63,6 @@ class PostgresMaterialisedViewMixin:
     @classmethod
     def get_refresh_sql(cls, concurrently: bool = False) -> str:
         """The ``REFRESH MATERIALIZED VIEW`` statement for this view."""
-        from .refresh import refresh_sql
-
         return refresh_sql(cls, concurrently=concurrently)  # type: ignore[arg-type]
 
 
@@ -92,8 +88,6 @@ class BasePostgresView:
         """The alias the view lives in: a class sets ``database = "<alias>"``; without it
         the database routers decide (``allow_migrate``, see ``routing.py``), which is
         ``"default"`` when no router has an opinion."""
-        from .routing import routed_database
-
         return routed_database(cls)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -111,7 +105,7 @@ class BasePostgresView:
     @classproperty
     def qualified_name(cls) -> str:
         """The quoted, schema-qualified name: ``"views"."<view_name>"``."""
-        return f"{quote_identifier(schema_name())}.{quote_identifier(cls.view_name)}"
+        return qualified_name(schema_name(), cls.view_name)
 
     # django-orm-views 2 spelled these ``name`` and ``name_with_schema``. A readable
     # view may declare a model field called ``name``, which then wins; the package
@@ -279,7 +273,7 @@ class ReadableViewBase(ModelBase):
             view_name = cls.view_name  # type: ignore[attr-defined]
             # Not validated here: a bad ORM_VIEWS_SCHEMA must not fail the import of the
             # user's postgres_views module; the checks and every sync report it.
-            meta.db_table = f"{quote_identifier(declared_schema())}.{quote_identifier(view_name)}"
+            meta.db_table = qualified_name(declared_schema(), view_name)
         return cls
 
 
@@ -318,3 +312,28 @@ class ReadableViewFromQueryset(PostgresViewFromQueryset, ReadableViewMixin):
 
     class Meta:
         abstract = True
+
+
+def require_materialized(view: type[BasePostgresView]) -> None:
+    if not issubclass(view, PostgresMaterialisedViewMixin):
+        raise RefreshError(
+            f"View {describe(view)} is not a materialized view, so it cannot be refreshed. "
+            "Add PostgresMaterialisedViewMixin first in its bases, or do not refresh it."
+        )
+
+
+def has_unique_index(view: type[BasePostgresView]) -> bool:
+    return bool(getattr(view, "pk_field", None))
+
+
+def refresh_sql(view: type[BasePostgresView], *, concurrently: bool = False) -> str:
+    """``REFRESH MATERIALIZED VIEW [CONCURRENTLY] "views"."<name>"``."""
+    require_materialized(view)
+    if concurrently and not has_unique_index(view):
+        raise RefreshError(
+            f"View {describe(view)} cannot be refreshed concurrently: it has no unique index. "
+            "Set `pk_field` to its unique column(s), or refresh without concurrently."
+        )
+    target = qualified_name(schema_name(), view.view_name)
+    keyword = " CONCURRENTLY" if concurrently else ""
+    return f"REFRESH MATERIALIZED VIEW{keyword} {target}"

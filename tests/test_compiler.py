@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from django_orm_views.compiler import (
-    IndexDefinition,
-    index_name,
-)
 from django_orm_views.exceptions import DependencyCycleError, MissingDependencyError
+from django_orm_views.indexes import IndexDefinition, index_name
 from django_orm_views.registry import dependency_order
 
 from .utils import referenced_views, rewrite_schema

@@ -18,7 +18,7 @@ from django_orm_views import (
     plan_sync,
     sync_views,
 )
-from django_orm_views.compiler import index_definitions, index_name, truncate_identifier
+from django_orm_views.indexes import index_definitions, index_name, truncate_identifier
 from django_orm_views.sync import ActionKind
 
 from .utils import fetch

@@ -14,7 +14,8 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from django_orm_views import InvalidViewError, sync_views
-from django_orm_views.compiler import parse_select, quote_literal, quote_role
+from django_orm_views.compiler import parse_select
+from django_orm_views.sql import quote_literal, quote_role
 
 from .utils import declare_view, fetch, rewrite_schema, run_command
 

@@ -8,9 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..compiler import quote_literal
 from ..conf import PUBLIC_KEYWORD_ROLE
-from ..views import quote_identifier
+from ..sql import qualified_name, quote_literal
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -318,8 +317,7 @@ def materialized_view_statistics(
             # One query for all counts; names are quoted identifiers, never parameters.
             cursor.execute(
                 " UNION ALL ".join(
-                    f"SELECT {quote_literal(name)}, count(*) FROM "
-                    f"{quote_identifier(schema)}.{quote_identifier(name)}"
+                    f"SELECT {quote_literal(name)}, count(*) FROM {qualified_name(schema, name)}"
                     for name in populated_names
                 )
             )

@@ -26,8 +26,8 @@ from ..introspection import (
     own_schemas,
 )
 from ..registry import views_for_database
+from ..sql import qualified_name
 from ..sync import sync_views
-from ..views import quote_identifier
 from .reader import TABLES_HINT, Target, touched_targets
 
 if TYPE_CHECKING:
@@ -290,7 +290,7 @@ def _drop_views(connection: BaseDatabaseWrapper, ordered: list[Dependent]) -> No
     """Drop ``ordered`` (readers first) in a savepoint, retried when readers hold locks."""
     statements = [
         f"DROP {'MATERIALIZED VIEW' if item.kind == 'materialized view' else 'VIEW'} "
-        f"IF EXISTS {quote_identifier(item.schema)}.{quote_identifier(item.name)}"
+        f"IF EXISTS {qualified_name(item.schema, item.name)}"
         for item in ordered
     ]
     settings = get_settings()

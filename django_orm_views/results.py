@@ -1,0 +1,72 @@
+"""What a sync did: one result for each database, and the report that holds them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .plan import ActionKind, SyncPlan
+
+__all__ = ["SyncReport", "SyncResult"]
+
+
+@dataclass
+class SyncResult:
+    """What a sync did on one database."""
+
+    database: str
+    plan: SyncPlan
+    applied: bool = False
+    dry_run: bool = False
+    statements: list[str] = field(default_factory=list)
+    view_timings: dict[str, float] = field(default_factory=dict)
+    duration: float = 0.0
+    dropped_leftovers: list[str] = field(default_factory=list)
+    kept_old_schema: str | None = None
+
+    def count(self, kind: ActionKind) -> int:
+        return len(self.plan.actions_of(kind))
+
+    def summary(self) -> str:
+        counts = ", ".join(
+            f"{self.count(kind)} {label}"
+            for kind, label in (
+                (ActionKind.CREATE, "created"),
+                (ActionKind.REPLACE, "replaced"),
+                (ActionKind.DROP, "dropped"),
+                (ActionKind.KEEP, "unchanged"),
+            )
+        )
+        if self.dry_run:
+            verb = "Would sync"
+        elif self.applied:
+            verb = "Synced"
+        else:
+            verb = "Views already in sync"
+        return (
+            f"{verb} on database '{self.database}' ({self.plan.strategy}): {counts} "
+            f"in {self.duration:.2f}s."
+        )
+
+
+@dataclass
+class SyncReport:
+    """The results of a sync, one for each database it covered."""
+
+    results: list[SyncResult]
+
+    def __iter__(self) -> Iterator[SyncResult]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, database: str) -> SyncResult:
+        for result in self.results:
+            if result.database == database:
+                return result
+        raise KeyError(database)
+
+    @property
+    def applied(self) -> bool:
+        return any(result.applied for result in self.results)
