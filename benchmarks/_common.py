@@ -98,9 +98,9 @@ def _server() -> tuple[Database, str]:
 
 
 def create_database(tag: str) -> Database:
-    """A fresh database ``orm_views_bench_<tag>`` on the benchmark server."""
+    """A fresh database ``bench_<tag>`` on the benchmark server."""
     server, maintenance = _server()
-    name = f"orm_views_bench_{tag}"
+    name = f"bench_{tag}"
     connection = server.connect(dbname=maintenance)
     try:
         with connection.cursor() as cursor:

@@ -18,7 +18,7 @@ refresh (how much shorter the worst stall is) and against the reader's median qu
 while nothing runs.
 
 Self-contained: needs only the package, Django and psycopg2. Creates the database
-``orm_views_bench_refresh`` on the server of ``DATABASE_URL`` (default
+``bench_refresh`` on the server of ``DATABASE_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``) and drops it at the end.
 
 Run: ``.venv/bin/python benchmarks/bench_refresh.py [--rows N] [--repeat N] [--no-results]``.
@@ -46,7 +46,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-DATABASE_NAME = "orm_views_bench_refresh"
+DATABASE_NAME = "bench_refresh"
 VIEW_NAME = "bench_refreshed"
 READER_SQL = f'SELECT id, grp, doubled FROM "views"."{VIEW_NAME}" WHERE id = %s'
 IDLE_SECONDS = 0.5

@@ -14,6 +14,10 @@ Two shapes, chosen by ``Spec.kind``:
     A materialized view over the whole base table (unique index on ``id``) and a plain
     view over it, which the reader of ``bench_reader_stall.py`` queries.
 
+``snapshot``
+    One materialized view over the whole base table (unique index on ``id``), which
+    ``bench_snapshot_build.py`` rebuilds with ``sync_views(force=True)``.
+
 Each view's SQL comes from a template with an ``{extra}`` slot after its select list, so
 that a benchmark can change one view (``change_view``) between two syncs.
 """
@@ -127,6 +131,16 @@ def _stall_templates(spec: Spec) -> list[tuple[str, str, bool]]:
     ]
 
 
+def _snapshot_templates(spec: Spec) -> list[tuple[str, str, bool]]:
+    return [
+        (
+            "SnapshotMv",
+            f"SELECT id, grp, val, payload{{extra}} FROM public.{spec.base_table}",
+            True,
+        ),
+    ]
+
+
 def declare(spec: Spec, *, module: str) -> dict[str, type[BasePostgresView]]:
     """Create the view classes of ``spec``; returns them by view name."""
     # Imported here: the spec is read by the scripts before Django is set up.
@@ -136,6 +150,8 @@ def declare(spec: Spec, *, module: str) -> dict[str, type[BasePostgresView]]:
         templates = _chain_templates(spec)
     elif spec.kind == "stall":
         templates = _stall_templates(spec)
+    elif spec.kind == "snapshot":
+        templates = _snapshot_templates(spec)
     else:
         raise ValueError(f"unknown benchmark spec kind {spec.kind!r}")
     declared: dict[str, type[BasePostgresView]] = {}
