@@ -116,6 +116,28 @@ def main() -> None:
         common.drop_database(database)
 
 
+def summarise(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """One scenario's repeats: medians, the worst, and every error counted by message."""
+    messages: Counter[str] = Counter()
+    sync_messages: Counter[str] = Counter()
+    for outcome in outcomes:
+        messages.update(dict(outcome["error_messages"]))
+        if outcome["sync_error"]:
+            sync_messages[outcome["sync_error"]] += 1
+    return {
+        "max_ms": common.ms(common.median([o["max_s"] for o in outcomes])),
+        "worst_max_ms": common.ms(max(o["max_s"] for o in outcomes)),
+        "median_ms": common.ms(common.median([o["median_s"] for o in outcomes])),
+        "idle_median_ms": common.ms(common.median([o["idle_median_s"] for o in outcomes])),
+        "sync_ms": common.ms(common.median([o["sync_s"] for o in outcomes])),
+        "errors": sum(o["errors"] for o in outcomes),
+        "error_messages": dict(messages),
+        "sync_failures": sum(1 for o in outcomes if o["sync_failed"]),
+        "sync_error_messages": dict(sync_messages),
+        "queries_during_sync": int(common.median([o["queries_during_sync"] for o in outcomes])),
+    }
+
+
 def run(database: common.Database, args: Any) -> None:
     spec = Spec(kind="stall", base_table="bench_stall_base")
     common.run_statements(database, base_table_statements(spec.base_table, args.rows))
@@ -157,27 +179,7 @@ def run(database: common.Database, args: Any) -> None:
             )
     connections.close_all()
 
-    figures: dict[str, Any] = {}
-    for name, _, _ in SCENARIOS:
-        outcomes = measured[name]
-        messages: Counter[str] = Counter()
-        sync_messages: Counter[str] = Counter()
-        for outcome in outcomes:
-            messages.update(dict(outcome["error_messages"]))
-            if outcome["sync_error"]:
-                sync_messages[outcome["sync_error"]] += 1
-        figures[name] = {
-            "max_ms": common.ms(common.median([o["max_s"] for o in outcomes])),
-            "worst_max_ms": common.ms(max(o["max_s"] for o in outcomes)),
-            "median_ms": common.ms(common.median([o["median_s"] for o in outcomes])),
-            "idle_median_ms": common.ms(common.median([o["idle_median_s"] for o in outcomes])),
-            "sync_ms": common.ms(common.median([o["sync_s"] for o in outcomes])),
-            "errors": sum(o["errors"] for o in outcomes),
-            "error_messages": dict(messages),
-            "sync_failures": sum(1 for o in outcomes if o["sync_failed"]),
-            "sync_error_messages": dict(sync_messages),
-            "queries_during_sync": int(common.median([o["queries_during_sync"] for o in outcomes])),
-        }
+    figures = {name: summarise(measured[name]) for name, _, _ in SCENARIOS}
     floor_ms = common.median(
         [o["idle_median_s"] for outcomes in measured.values() for o in outcomes]
     )

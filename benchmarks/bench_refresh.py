@@ -188,7 +188,7 @@ def refresh(mode: str, view: type[Any]) -> None:
     assert result.mode.value == mode, result
 
 
-def change_some_rows(rows: int, round_number: int) -> None:
+def change_some_rows(round_number: int) -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -269,6 +269,20 @@ def environment(server: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def summarise(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """One mode's repeats: medians, the worst, and every error counted by message."""
+    messages: Counter[str] = Counter()
+    for outcome in outcomes:
+        messages.update(dict(outcome["error_messages"]))
+    return {
+        "max_ms": 1000 * median([o["max_s"] for o in outcomes]),
+        "worst_max_ms": 1000 * max(o["max_s"] for o in outcomes),
+        "refresh_ms": 1000 * median([o["refresh_s"] for o in outcomes]),
+        "errors": sum(o["errors"] for o in outcomes),
+        "error_messages": dict(messages),
+    }
+
+
 def run(server: dict[str, Any], args: argparse.Namespace) -> None:
     execute(
         server,
@@ -299,7 +313,7 @@ def run(server: dict[str, Any], args: argparse.Namespace) -> None:
     for repeat in range(args.repeat):
         for mode in MODES:
             round_number += 1
-            change_some_rows(args.rows, round_number)
+            change_some_rows(round_number)
             outcome = measure(server, args.rows, mode, view)
             measured[mode].append(outcome)
             print(
@@ -310,18 +324,7 @@ def run(server: dict[str, Any], args: argparse.Namespace) -> None:
             )
     connections.close_all()
 
-    figures: dict[str, dict[str, Any]] = {}
-    for mode, outcomes in measured.items():
-        messages: Counter[str] = Counter()
-        for outcome in outcomes:
-            messages.update(dict(outcome["error_messages"]))
-        figures[mode] = {
-            "max_ms": 1000 * median([o["max_s"] for o in outcomes]),
-            "worst_max_ms": 1000 * max(o["max_s"] for o in outcomes),
-            "refresh_ms": 1000 * median([o["refresh_s"] for o in outcomes]),
-            "errors": sum(o["errors"] for o in outcomes),
-            "error_messages": dict(messages),
-        }
+    figures = {mode: summarise(outcomes) for mode, outcomes in measured.items()}
     floor_ms = 1000 * median([o["idle_median_s"] for runs in measured.values() for o in runs])
     blocking_ms = figures["blocking"]["max_ms"]
 
