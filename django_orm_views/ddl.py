@@ -22,7 +22,7 @@ from .introspection import (
     staging_schema_name,
 )
 from .plan import ActionKind, SyncPlan, ViewAction
-from .sql import qualified_name, quote_identifier, quote_literal, quote_role
+from .sql import object_keyword, qualified_name, quote_identifier, quote_literal, quote_role
 
 __all__ = [
     "CompiledPlan",
@@ -100,10 +100,6 @@ class CompiledPlan:
 
 def drop_schema_sql(schema: str) -> str:
     return f"DROP SCHEMA IF EXISTS {quote_identifier(schema)} CASCADE"
-
-
-def _keyword(object_kind: str) -> str:
-    return "MATERIALIZED VIEW" if object_kind == "materialized view" else "VIEW"
 
 
 def _grant_steps(schema: str, name: str, add: Iterable[str], revoke: Iterable[str]) -> list[Step]:
@@ -203,7 +199,7 @@ def _drop_dependents_first(plan: SyncPlan) -> list[Step]:
     existing.sort(key=lambda item: (-position.get(item.name, len(position)), item.name))
     return [
         Step(
-            f"DROP {_keyword(item.kind)} IF EXISTS {qualified_name(plan.schema, item.name)} CASCADE"
+            f"DROP {object_keyword(item.kind)} IF EXISTS {qualified_name(plan.schema, item.name)} CASCADE"
         )
         for item in existing
     ]
@@ -351,7 +347,7 @@ def _move_steps(plan: SyncPlan, action: ViewAction) -> list[Step]:
     staging = staging_schema_name(plan.schema)
     steps = [
         Step(
-            f"ALTER {_keyword(action.object_kind)} {qualified_name(plan.schema, action.name)} "
+            f"ALTER {object_keyword(action.object_kind)} {qualified_name(plan.schema, action.name)} "
             f"SET SCHEMA {quote_identifier(staging)}",
             action.name,
         ),

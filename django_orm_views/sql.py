@@ -6,6 +6,7 @@ from __future__ import annotations
 from .conf import PUBLIC_KEYWORD_ROLE
 
 __all__ = [
+    "object_keyword",
     "qualified_name",
     "quote_identifier",
     "quote_literal",
@@ -22,6 +23,11 @@ def quote_identifier(name: str) -> str:
 def qualified_name(schema: str, name: str) -> str:
     """``"schema"."name"``, both quoted."""
     return f"{quote_identifier(schema)}.{quote_identifier(name)}"
+
+
+def object_keyword(object_kind: str) -> str:
+    """The keyword of DROP / ALTER / COMMENT for a relation kind of the catalog."""
+    return "MATERIALIZED VIEW" if object_kind == "materialized view" else "VIEW"
 
 
 def quote_qualified_name(name: str) -> str:

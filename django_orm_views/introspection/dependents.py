@@ -150,12 +150,10 @@ WHERE d.refclassid = 'pg_class'::regclass
   AND r.ev_class = ANY(%s::oid[]) AND d.refobjid = ANY(%s::oid[]) AND r.ev_class <> d.refobjid
 """
 
-KINDS = {"v": "view", "m": "materialized view"}
-
 
 def _as_dependents(rows: Iterable[tuple[Any, ...]]) -> list[Dependent]:
     found = {
-        int(oid): Dependent(int(oid), schema, name, KINDS.get(kind, "relation"))
+        int(oid): Dependent(int(oid), schema, name, RELATION_KINDS.get(kind, "relation"))
         for oid, schema, name, kind in rows
     }
     return sorted(found.values(), key=lambda item: (item.schema, item.name))

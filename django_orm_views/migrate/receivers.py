@@ -26,7 +26,7 @@ from ..introspection import (
     own_schemas,
 )
 from ..registry import views_for_database
-from ..sql import qualified_name
+from ..sql import object_keyword, qualified_name
 from ..sync import sync_views
 from .reader import TABLES_HINT, Target, touched_targets
 
@@ -289,8 +289,7 @@ def _refuse_row_type_users(
 def _drop_views(connection: BaseDatabaseWrapper, ordered: list[Dependent]) -> None:
     """Drop ``ordered`` (readers first) in a savepoint, retried when readers hold locks."""
     statements = [
-        f"DROP {'MATERIALIZED VIEW' if item.kind == 'materialized view' else 'VIEW'} "
-        f"IF EXISTS {qualified_name(item.schema, item.name)}"
+        f"DROP {object_keyword(item.kind)} IF EXISTS {qualified_name(item.schema, item.name)}"
         for item in ordered
     ]
     settings = get_settings()
