@@ -229,7 +229,7 @@ def _execute_step(cursor: Any, step: Step, plan: SyncPlan) -> None:
     except Error as error:
         if connection_lost(error):
             raise _lost_connection_error(plan.database, "while it ran", error) from error
-        message = str(error).strip()
+        message = _postgres_message(error)
         if step.view is not None and step.view in plan.rendered:
             subject = f"View {describe(plan.rendered[step.view].view)}"
             fix = "Fix the view's SQL, then run sync_views again."
@@ -239,9 +239,19 @@ def _execute_step(cursor: Any, step: Step, plan: SyncPlan) -> None:
         if sqlstate_of(error) in RETRYABLE_SQLSTATES:
             fix = "Readers held locks for too long; run sync_views again."
         raise SyncError(
-            f"{subject}: PostgreSQL refused `{_shorten(step.sql)}`: {message}. The live views "
+            f"{subject}: PostgreSQL refused `{_shorten(step.sql)}`: {message}\nThe live views "
             f"are unchanged. {fix}"
         ) from error
+
+
+def _postgres_message(error: BaseException) -> str:
+    """PostgreSQL's message, its LINE / caret lines kept on lines of their own, ended by
+    one period."""
+    lines = [line.rstrip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__ + "."
+    first = lines[0] if lines[0].endswith(".") else lines[0] + "."
+    return "\n".join([first, *lines[1:]])
 
 
 def _shorten(sql: str, limit: int = 200) -> str:

@@ -293,8 +293,9 @@ def _change_reason(
     if item.dependencies & changing:
         # A view reads the views it depends on by identity, so it is rebuilt with them
         # (its fingerprint usually changed too, through theirs).
-        changed = ", ".join(sorted(item.dependencies & changing))
-        return ActionKind.REPLACE, f"depends on {changed}, which change"
+        changed = sorted(item.dependencies & changing)
+        rebuilt = "which is rebuilt" if len(changed) == 1 else "which are rebuilt"
+        return ActionKind.REPLACE, f"depends on {', '.join(changed)}, {rebuilt}"
     if existing.fingerprint != desired.fingerprints[name]:
         return ActionKind.REPLACE, "definition changed"
     return None

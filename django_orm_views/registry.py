@@ -201,10 +201,16 @@ def dependency_order(
     for name in sorted(dependencies):
         for dependency in sorted(dependencies[name]):
             if dependency not in classes:
+                close = difflib.get_close_matches(
+                    dependency, [n for n in classes if n != name], n=1
+                )
+                hint = (
+                    f" Did you mean {close[0]!r} ({describe(classes[close[0]])})?" if close else ""
+                )
                 raise MissingDependencyError(
                     f"View {describe(classes[name])} reads {schema}.{dependency}, but no "
                     f"view class on database {classes[name].database!r} is named "
-                    f"{dependency!r}. Declare that view, or fix the SQL."
+                    f"{dependency!r}.{hint} Declare that view, or fix the SQL."
                 )
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     for name in sorted(dependencies):

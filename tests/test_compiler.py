@@ -97,6 +97,13 @@ def test_a_missing_dependency_is_not_reported_as_a_cycle() -> None:
     )
 
 
+def test_a_missing_dependency_names_the_closest_declared_view() -> None:
+    dependencies: dict[str, set[str]] = {"a": {"order_total"}, "order_totals": set()}
+    with pytest.raises(MissingDependencyError) as error:
+        dependency_order(dependencies, classes("a", "order_totals"), "views")
+    assert "Did you mean 'order_totals' (Order_Totals (shop.postgres_views))?" in str(error.value)
+
+
 def test_rewrite_handles_quoting_spacing_multibyte_text_and_catalogs() -> None:
     sql = (
         "SELECT é.x, 'views.a' AS note FROM views.\"a\" é "

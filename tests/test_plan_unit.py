@@ -104,7 +104,7 @@ class TestCompare:
         catalog = snapshot(ours("daily", "old", "materialized view"), ours("totals", "fp-totals"))
         plan = plan_for(catalog)
         assert kinds(plan) == {"daily": ActionKind.REPLACE, "totals": ActionKind.REPLACE}
-        assert plan.actions[1].reason == "depends on daily, which change"
+        assert plan.actions[1].reason == "depends on daily, which is rebuilt"
 
     def test_only_the_packages_objects_are_dropped(self) -> None:
         catalog = snapshot(

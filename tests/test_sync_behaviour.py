@@ -78,8 +78,8 @@ class TestChangeDetection:
             changed = {action.name: action.reason for action in plan.changes}
             assert changed == {
                 "shop_ordertotals": "definition changed",
-                "shop_customerrevenue": "depends on shop_ordertotals, which change",
-                "shop_countryrevenue": "depends on shop_customerrevenue, which change",
+                "shop_customerrevenue": "depends on shop_ordertotals, which is rebuilt",
+                "shop_countryrevenue": "depends on shop_customerrevenue, which is rebuilt",
             }
             sync()
             assert not plan_sync()

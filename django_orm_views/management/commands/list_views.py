@@ -7,19 +7,21 @@ import json
 from collections import Counter
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 from django.utils import timezone
 
 from ...exceptions import ViewError
 from ...history import IN_SYNC, MISSING, NOT_DECLARED, OUTDATED, ViewStatus, view_statuses
 from ...sync import databases_to_sync
+from ..base import ViewsCommand
 
 COLUMNS = ("NAME", "KIND", "STATE", "POPULATED", "ROWS", "SIZE", "LAST REFRESH", "DURATION")
 STATE_ORDER = (IN_SYNC, OUTDATED, MISSING, NOT_DECLARED)
 
 
-class Command(BaseCommand):
+class Command(ViewsCommand):
+    verbosity_help = "Verbosity has no effect: the listing is the output."
     help = (
         "List the declared views and the objects in the views schema: kind, state (in "
         "sync, outdated, missing, not declared), rows, size and last refresh."

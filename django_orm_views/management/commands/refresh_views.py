@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 
 from ...exceptions import RefreshFailedError, ViewError
 from ...refresh import RefreshMode, RefreshResult, refresh_materialized_views
+from ..base import ViewsCommand
 
 
-class Command(BaseCommand):
+class Command(ViewsCommand):
+    verbosity_help = "Verbosity: 0 prints nothing, 1 a line for each view refreshed, 2 also the order and mode chosen."
     help = (
         "Refresh materialized views (all of them, or the ones named), dependencies first. "
         "Views with a unique index are refreshed concurrently, the others rebuilt beside "

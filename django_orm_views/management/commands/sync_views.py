@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 
 from ...conf import STRATEGIES
 from ...exceptions import ViewError
 from ...sync import SyncResult, databases_to_sync, plan_sync, sync_views
+from ..base import ViewsCommand
 
 
-class Command(BaseCommand):
+class Command(ViewsCommand):
+    verbosity_help = "Verbosity: 0 prints nothing, 1 a summary line for each database, 2 also a line for each view with its time, 3 also the SQL."
     help = "Create, replace and drop database views so that the views schema matches the code."
 
     def add_arguments(self, parser: CommandParser) -> None:
