@@ -18,6 +18,7 @@ from .ddl import CompiledPlan, Phase, Step, compile_plan, describe_dependent, dr
 from .exceptions import (
     ColumnMismatchError,
     ConnectionLostError,
+    InvalidViewError,
     SyncError,
     SyncLockTimeout,
     UnknownRoleError,
@@ -342,18 +343,43 @@ def compile_for(connection: BaseDatabaseWrapper, plan: SyncPlan) -> CompiledPlan
     return compile_plan(plan, dependents)
 
 
+# The first PostgreSQL major that has each view option.
+OPTION_SINCE = {"security_barrier": 90200, "security_invoker": 150000}
+
+
+def _check_options(connection: BaseDatabaseWrapper, plan: SyncPlan) -> None:
+    """Refuse, before anything changes, a view option the server does not have."""
+    version = int(connection.pg_version)  # type: ignore[attr-defined]
+    for item in plan.rendered.values():
+        for option in item.options:
+            name = option.partition("=")[0]
+            if version < OPTION_SINCE.get(name, 0):
+                raise InvalidViewError(
+                    f"View {describe(item.view)} sets `{name}`, which PostgreSQL "
+                    f"{version // 10000} does not have (it needs PostgreSQL "
+                    f"{OPTION_SINCE[name] // 10000} or newer). Remove it, or upgrade the "
+                    "server. Nothing was changed."
+                )
+
+
 def _check_roles(connection: BaseDatabaseWrapper, plan: SyncPlan) -> None:
-    missing = missing_roles(connection, plan.roles)
+    declared = {role: item.view for item in plan.rendered.values() for role in item.grant_select_to}
+    missing = missing_roles(connection, [*plan.roles, *declared])
     if missing:
         configured = set(get_settings().grant_select_to)
-        sources = [
-            f"{role!r} (from {'ORM_VIEWS_GRANT_SELECT_TO' if role in configured else '--grant-select-permissions-to-user'})"
-            for role in missing
-        ]
+
+        def source(role: str) -> str:
+            if role in configured:
+                return "ORM_VIEWS_GRANT_SELECT_TO"
+            if role in plan.roles:
+                return "--grant-select-permissions-to-user"
+            return f"grant_select_to of {describe(declared[role])}"
+
+        listed = ", ".join(f"{role!r} (from {source(role)})" for role in missing)
         raise UnknownRoleError(
-            f"Cannot grant SELECT on database '{plan.database}': role(s) "
-            f"{', '.join(sources)} do not exist. Create them (CREATE ROLE ...) or remove "
-            "them from the setting or option. Nothing was changed."
+            f"Cannot grant SELECT on database '{plan.database}': role(s) {listed} do not "
+            "exist. Create them (CREATE ROLE ...) or remove them from the setting, option "
+            "or class. Nothing was changed."
         )
 
 
@@ -384,6 +410,7 @@ def apply_plan(plan: SyncPlan, *, time_each_view: bool = False) -> SyncResult:
             result.plan = plan
             if plan:
                 _check_roles(connection, plan)
+                _check_options(connection, plan)
                 compiled = compile_for(connection, plan)
                 signals.pre_sync.send(sender=SyncPlan, plan=plan, database=plan.database)
                 for phase in compiled.phases:

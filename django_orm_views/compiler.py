@@ -21,8 +21,11 @@ from .sql import qualified_name
 from .views import (
     BasePostgresView,
     PostgresMaterialisedViewMixin,
+    column_comments,
     describe,
     quote_identifier,
+    view_comment,
+    view_options,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +47,11 @@ class RenderedView:
     references: frozenset[str]
     declared_dependencies: frozenset[str]
     schema_references: tuple[RelationReference, ...] = ()
+    # For analysts: part of the definition (options) or applied in place (the rest).
+    options: tuple[str, ...] = ()
+    comment: str | None = None
+    column_comments: tuple[tuple[str, str], ...] = ()
+    grant_select_to: frozenset[str] = frozenset()
 
     @property
     def dependencies(self) -> frozenset[str]:
@@ -69,7 +77,8 @@ class RenderedView:
                 # (an old snapshot would read the new view as empty).
                 statements.append(f"REFRESH MATERIALIZED VIEW {target}")
         else:
-            statements = [f"CREATE VIEW {target} AS {body}"]
+            options = f" WITH ({', '.join(self.options)})" if self.options else ""
+            statements = [f"CREATE VIEW {target}{options} AS {body}"]
         statements += [index.create_sql(schema, self.name) for index in self.indexes]
         return statements
 
@@ -110,6 +119,10 @@ def render_view(
         references=parsed.references(schema),
         declared_dependencies=frozenset(dep.view_name for dep in view.view_dependencies),
         schema_references=parsed.schema_references(schema),
+        options=view_options(view),
+        comment=view_comment(view),
+        column_comments=tuple(sorted(column_comments(view).items())),
+        grant_select_to=frozenset() if view.hidden else frozenset(view.grant_select_to),
     )
 
 
@@ -273,7 +286,8 @@ def splice_schema(
 
 def fingerprint(view: RenderedView, dependency_fingerprints: Iterable[str]) -> str:
     """A hash of everything that defines the view in the database: its kind, name, SQL,
-    indexes and the fingerprints of the views it depends on (so a change propagates)."""
+    indexes, options and the fingerprints of the views it depends on (so a change
+    propagates). Comments and grants are not part of it: they change in place."""
     digest = hashlib.sha256()
     parts = [
         view.kind,
@@ -281,6 +295,8 @@ def fingerprint(view: RenderedView, dependency_fingerprints: Iterable[str]) -> s
         view.select_sql,
         "with data" if view.with_data else "with no data",
         *(index.create_sql("", view.name) for index in view.indexes),
+        # Only when set, so that views without options keep the fingerprints they had.
+        *(f"option {option}" for option in view.options),
         *sorted(dependency_fingerprints),
     ]
     for part in parts:

@@ -21,7 +21,7 @@ from .introspection import (
     owner_marker,
     staging_schema_name,
 )
-from .plan import ActionKind, SyncPlan, ViewAction
+from .plan import ActionKind, SyncPlan, ViewAction, schema_roles, view_grants
 from .sql import object_keyword, qualified_name, quote_identifier, quote_literal, quote_role
 
 __all__ = [
@@ -144,8 +144,35 @@ def _create_steps(plan: SyncPlan, names: Iterable[str], target_schema: str) -> l
             steps.append(Step(sql, name))
         steps.extend(_populate_steps(plan, name, target_schema))
         steps.append(_marker_step(plan, name, target_schema))
-        if not item.hidden:
-            steps.extend(_grant_steps(target_schema, name, plan.roles, ()))
+        steps.extend(_comment_steps(plan, name, target_schema, created=True))
+        steps.extend(_grant_steps(target_schema, name, view_grants(item, plan.roles), ()))
+    return steps
+
+
+def _comment_steps(plan: SyncPlan, name: str, target_schema: str, *, created: bool) -> list[Step]:
+    """The declared comments of the view and of its columns, exactly as declared; for a
+    view kept as it is (``created`` False), the ones it has are replaced or removed."""
+    item = plan.rendered[name]
+    target = qualified_name(target_schema, name)
+    keyword = object_keyword(item.kind)
+    steps = []
+    if item.comment is not None or not created:
+        text = "NULL" if item.comment is None else quote_literal(item.comment)
+        steps.append(Step(f"COMMENT ON {keyword} {target} IS {text}", name))
+    existing = plan.snapshot.objects.get(name)
+    stale = (
+        {column for column, _ in existing.column_comments} if existing and not created else set()
+    )
+    declared = dict(item.column_comments)
+    for column in sorted(stale - set(declared)):
+        steps.append(Step(f"COMMENT ON COLUMN {target}.{quote_identifier(column)} IS NULL", name))
+    for column, text in item.column_comments:
+        steps.append(
+            Step(
+                f"COMMENT ON COLUMN {target}.{quote_identifier(column)} IS {quote_literal(text)}",
+                name,
+            )
+        )
     return steps
 
 
@@ -266,7 +293,7 @@ def _compile_recreate(plan: SyncPlan, dependents: list[ExternalDependent]) -> Co
         Step(drop_schema_sql(schema)),
         Step(f"CREATE SCHEMA {quote_identifier(schema)}"),
         *_schema_comment_steps(schema, plan.snapshot.schema_comment),
-        *_schema_grant_steps(schema, plan.roles, ()),
+        *_schema_grant_steps(schema, schema_roles(plan.rendered.values(), plan.roles), ()),
         *_create_steps(plan, plan.order, schema),
     ]
     return CompiledPlan(
@@ -299,7 +326,7 @@ def _compile_swap(plan: SyncPlan, dependents: list[ExternalDependent]) -> Compil
     build = [
         Step(f"CREATE SCHEMA {quote_identifier(staging)}"),
         Step(f"COMMENT ON SCHEMA {quote_identifier(staging)} IS {quote_literal(STAGING_MARKER)}"),
-        *_schema_grant_steps(staging, plan.roles, ()),
+        *_schema_grant_steps(staging, schema_roles(plan.rendered.values(), plan.roles), ()),
         *_create_steps(plan, [name for name in plan.order if name not in moved], staging),
     ]
     swap = [
@@ -355,6 +382,8 @@ def _move_steps(plan: SyncPlan, action: ViewAction) -> list[Step]:
     ]
     if action.marker_outdated:
         steps.append(_marker_step(plan, action.name, staging))
+    if action.comments_outdated:
+        steps += _comment_steps(plan, action.name, staging, created=False)
     return steps
 
 
@@ -365,6 +394,8 @@ def _in_place_grant_steps(plan: SyncPlan) -> list[Step]:
         steps += _grant_steps(schema, action.name, action.grants_to_add, action.grants_to_revoke)
         if action.marker_outdated:
             steps.append(_marker_step(plan, action.name, schema))
+        if action.comments_outdated:
+            steps += _comment_steps(plan, action.name, schema, created=False)
     return steps
 
 

@@ -26,6 +26,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 
 from .conf import refresh_history_limit
 from .introspection import materialized_view_statistics
+from .lineage import ViewLineage, lineage
 from .models import RefreshRecord
 from .plan import ActionKind, SyncPlan, plan_sync
 from .views import describe
@@ -175,10 +176,19 @@ class ViewStatus:
     last_refresh: RefreshRecord | None = None
     # False for an object in the views schema that the package did not create.
     managed: bool = True
+    options: tuple[str, ...] = ()
+    grantees: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    reads_tables: tuple[str, ...] = ()
+    reads_columns: tuple[str, ...] = ()
 
     @property
     def materialized(self) -> bool:
         return self.kind == "materialized view"
+
+    @property
+    def lineage(self) -> ViewLineage:
+        return ViewLineage(self.name, self.depends_on, self.reads_tables, self.reads_columns)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: what ``list_views --format json`` prints for this view."""
@@ -193,6 +203,11 @@ class ViewStatus:
             "rows": self.rows,
             "size_bytes": self.size_bytes,
             "managed": self.managed,
+            "options": list(self.options),
+            "grantees": list(self.grantees),
+            "depends_on": list(self.depends_on),
+            "reads_tables": list(self.reads_tables),
+            "reads_columns": list(self.reads_columns),
             "last_refresh": None
             if refresh is None
             else {
@@ -209,7 +224,8 @@ class ViewStatus:
 def view_statuses(database: str = "default") -> tuple[SyncPlan, list[ViewStatus]]:
     """Every declared view of ``database`` and every object found in its views schema, by
     name: state (from the same plan as ``sync_views --check``), whether a materialized view
-    is populated, its rows and size, and its last recorded refresh. Changes nothing.
+    is populated, its rows and size, its options and grantees, what it reads, and its
+    last recorded refresh. Changes nothing.
 
     Rows are counted exactly (``count(*)``), which reads each populated materialized view
     once; readers are never blocked by it.
@@ -217,48 +233,48 @@ def view_statuses(database: str = "default") -> tuple[SyncPlan, list[ViewStatus]
     plan = plan_sync(database=database)
     statistics = materialized_view_statistics(connections[database], plan.schema)
     refreshes = last_refreshes(database)
+    reads = lineage(plan)
     states = {
         ActionKind.KEEP: IN_SYNC,
         ActionKind.REPLACE: OUTDATED,
         ActionKind.CREATE: MISSING,
         ActionKind.DROP: NOT_DECLARED,
     }
+    found = {
+        action.name: (action.object_kind, states[action.kind], action.view)
+        for action in plan.actions
+    }
+    # Relations the package did not create are listed too: a sync refuses to replace
+    # the schema while they are there.
+    for name, item in plan.snapshot.objects.items():
+        found.setdefault(name, (item.kind, NOT_DECLARED, None))
     statuses = []
-    for action in sorted(plan.actions, key=lambda action: action.name):
-        existing = plan.snapshot.objects.get(action.name)
-        stats = statistics.get(action.name)
+    for name, (kind, state, view) in sorted(found.items()):
+        existing = plan.snapshot.objects.get(name)
+        stats = statistics.get(name)
+        declared = plan.rendered.get(name)
+        read = reads.get(name)
         statuses.append(
             ViewStatus(
                 database=database,
-                name=action.name,
-                kind=action.object_kind,
-                state=states[action.kind],
-                declared_as=describe(action.view) if action.view is not None else None,
+                name=name,
+                kind=kind,
+                state=state,
+                declared_as=describe(view) if view is not None else None,
                 populated=existing.populated
                 if existing is not None and existing.materialized
                 else None,
                 rows=stats.rows if stats is not None else None,
                 size_bytes=stats.size_bytes if stats is not None else None,
-                last_refresh=refreshes.get(action.name),
+                last_refresh=refreshes.get(name),
+                managed=existing is None or existing.owned,
+                options=existing.options
+                if existing is not None
+                else (declared.options if declared is not None else ()),
+                grantees=tuple(sorted(existing.grantees)) if existing is not None else (),
+                depends_on=read.depends_on if read is not None else (),
+                reads_tables=read.reads_tables if read is not None else (),
+                reads_columns=read.reads_columns if read is not None else (),
             )
         )
-    # Relations the package did not create are listed too: a sync refuses to replace
-    # the schema while they are there.
-    for name in sorted(set(plan.snapshot.objects) - {status.name for status in statuses}):
-        existing = plan.snapshot.objects[name]
-        statuses.append(
-            ViewStatus(
-                database=database,
-                name=name,
-                kind=existing.kind,
-                state=NOT_DECLARED,
-                declared_as=None,
-                populated=existing.populated if existing.materialized else None,
-                rows=statistics[name].rows if name in statistics else None,
-                size_bytes=statistics[name].size_bytes if name in statistics else None,
-                last_refresh=None,
-                managed=False,
-            )
-        )
-    statuses.sort(key=lambda status: status.name)
     return plan, statuses

@@ -7,7 +7,7 @@ database, and is pure once the catalog has been read (:func:`compare`). ``--chec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -51,6 +51,8 @@ class ViewAction:
     grants_to_add: frozenset[str] = frozenset()
     grants_to_revoke: frozenset[str] = frozenset()
     marker_outdated: bool = False
+    # The view's comment or its columns' differ from the declared ones (set in place).
+    comments_outdated: bool = False
 
     @property
     def changes_grants(self) -> bool:
@@ -58,22 +60,29 @@ class ViewAction:
 
     @property
     def is_change(self) -> bool:
-        return self.kind is not ActionKind.KEEP or self.changes_grants or self.marker_outdated
+        return (
+            self.kind is not ActionKind.KEEP
+            or self.changes_grants
+            or self.marker_outdated
+            or self.comments_outdated
+        )
 
     def describe(self) -> str:
         label = f"{self.object_kind} {self.name}"
         if self.view is not None:
             label += f" [{describe(self.view)}]"
-        if self.kind is ActionKind.KEEP:
-            grants = []
-            if self.grants_to_add:
-                grants.append("grant SELECT to " + ", ".join(sorted(self.grants_to_add)))
-            if self.grants_to_revoke:
-                grants.append("revoke SELECT from " + ", ".join(sorted(self.grants_to_revoke)))
-            if not grants:
-                return f"grants {label}: record the roles granted by the last sync"
-            return f"grants {label}: {'; '.join(grants)}"
-        return f"{self.kind.value} {label}: {self.reason}"
+        if self.kind is not ActionKind.KEEP:
+            return f"{self.kind.value} {label}: {self.reason}"
+        changes = []
+        if self.grants_to_add:
+            changes.append("grant SELECT to " + ", ".join(sorted(self.grants_to_add)))
+        if self.grants_to_revoke:
+            changes.append("revoke SELECT from " + ", ".join(sorted(self.grants_to_revoke)))
+        if self.comments_outdated:
+            changes.append("set its comments")
+        if self.marker_outdated and not changes:
+            changes.append("record the roles granted by the last sync")
+        return f"update {label}: {'; '.join(changes)}"
 
 
 @dataclass
@@ -222,7 +231,7 @@ def compare(
             changing.add(name)
             actions.append(ViewAction(kind, name, reason, item.kind, item.view))
             continue
-        wanted_grants = frozenset() if item.hidden else frozenset(roles)
+        wanted_grants = view_grants(item, roles)
         actions.append(
             ViewAction(
                 ActionKind.KEEP,
@@ -235,6 +244,8 @@ def compare(
                 # The marker records the extra roles, for refreshes by swap.
                 marker_outdated=existing.extra_roles
                 != (frozenset() if item.hidden else extra_roles),
+                comments_outdated=(existing.comment, existing.column_comments)
+                != (item.comment, item.column_comments),
             )
         )
     for name in sorted(set(snapshot.owned_objects) - set(desired.rendered)):
@@ -243,8 +254,9 @@ def compare(
     schema_add: frozenset[str] = frozenset()
     schema_revoke: frozenset[str] = frozenset()
     if snapshot.schema_exists:
-        schema_add = frozenset(roles) - snapshot.schema_grantees
-        schema_revoke = snapshot.schema_grantees - frozenset(roles)
+        usage = schema_roles(desired.rendered.values(), roles)
+        schema_add = usage - snapshot.schema_grantees
+        schema_revoke = snapshot.schema_grantees - usage
     return SyncPlan(
         database=desired.database,
         schema=desired.schema,
@@ -262,6 +274,17 @@ def compare(
         foreign_objects=tuple(snapshot.foreign_objects(desired.rendered)),
         extra_roles=extra_roles,
     )
+
+
+def view_grants(item: RenderedView, roles: Iterable[str]) -> frozenset[str]:
+    """Who may read the view: the roles of the settings and of the sync, and the
+    class's ``grant_select_to``; nobody for a hidden view."""
+    return frozenset() if item.hidden else frozenset(roles) | item.grant_select_to
+
+
+def schema_roles(items: Iterable[RenderedView], roles: Iterable[str]) -> frozenset[str]:
+    """Who has USAGE on the schema: everyone who may read one of its views."""
+    return frozenset(roles).union(*(item.grant_select_to for item in items))
 
 
 def _change_reason(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.apps import apps
 from django.db import connections
 
-from .conf import POSTGRES_MAX_IDENTIFIER_BYTES
+from .conf import POSTGRES_MAX_IDENTIFIER_BYTES, role_name_problem
 from .exceptions import (
     DependencyCycleError,
     InvalidViewError,
@@ -20,6 +20,7 @@ from .exceptions import (
     ViewDiscoveryError,
 )
 from .views import (
+    VIEW_OPTIONS,
     BasePostgresView,
     PostgresMaterialisedViewMixin,
     declared_classes,
@@ -142,11 +143,77 @@ def find_problems(
                 )
             )
         problems += _dependency_problems(view)
+        problems += _analyst_problems(view)
         if check_sql:
             try:
                 view.get_sql_and_params()
             except InvalidViewError as error:
                 problems.append(Problem("orm_views.E001", view, str(error), ""))
+    return problems
+
+
+def _analyst_problems(view: type[BasePostgresView]) -> list[Problem]:
+    """E007-E009: grants, options and column comments declared for analysts."""
+    label = describe(view)
+    problems = []
+    roles = view.grant_select_to
+    if isinstance(roles, str) or not all(isinstance(role, str) for role in roles):
+        problems.append(
+            Problem(
+                "orm_views.E009",
+                view,
+                f"View {label} sets `grant_select_to` = {roles!r}, not a list of role names.",
+                'Use a list of role names, e.g. grant_select_to = ["analytics"].',
+            )
+        )
+    elif roles and view.hidden:
+        problems.append(
+            Problem(
+                "orm_views.E007",
+                view,
+                f"View {label} is hidden (no grants at all) but sets `grant_select_to`.",
+                "Remove `hidden = True`, or remove `grant_select_to`.",
+            )
+        )
+    else:
+        problems += [
+            Problem("orm_views.E009", view, f"View {label}: `grant_select_to` {problem}.", "")
+            for problem in filter(None, map(role_name_problem, roles))
+        ]
+    for option in VIEW_OPTIONS:
+        value = getattr(view, option, False)
+        if value is not True and value is not False:
+            problems.append(
+                Problem(
+                    "orm_views.E008",
+                    view,
+                    f"View {label} sets `{option}` = {value!r}, not True or False.",
+                    f"Set `{option} = True` or remove it.",
+                )
+            )
+        elif value and issubclass(view, PostgresMaterialisedViewMixin):
+            problems.append(
+                Problem(
+                    "orm_views.E008",
+                    view,
+                    f"View {label} is a materialized view and sets `{option}`, an option "
+                    "of plain views only.",
+                    f"Remove `{option}`, or make the view a plain one.",
+                )
+            )
+    comments = view.column_comments
+    if not isinstance(comments, Mapping) or not all(
+        isinstance(key, str) and isinstance(text, str) for key, text in comments.items()
+    ):
+        problems.append(
+            Problem(
+                "orm_views.E009",
+                view,
+                f"View {label} sets `column_comments` = {comments!r}, not a dict of "
+                "column names to texts.",
+                'Use e.g. column_comments = {"email": "Masked: only the domain is kept."}.',
+            )
+        )
     return problems
 
 

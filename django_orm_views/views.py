@@ -8,7 +8,7 @@ registry finds them; the compiler renders them; the sync creates them.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from django.db import models
@@ -82,6 +82,18 @@ class BasePostgresView:
     prefix: ClassVar[str | None] = None
     view_dependencies: ClassVar[Sequence[type[BasePostgresView]]] = ()
     hidden: ClassVar[bool] = False
+    # For analysts and BI tools. The view's comment is its docstring, unless the class
+    # sets ``comment = "..."`` (``""``: none); ``column_comments`` win over a readable
+    # view's ``db_comment`` / ``help_text``.
+    column_comments: ClassVar[Mapping[str, str]] = {}
+    # Plain views only: the options of PostgreSQL's CREATE VIEW ... WITH (...).
+    security_barrier: ClassVar[bool] = False
+    security_invoker: ClassVar[bool] = False
+    # SELECT on this view (and USAGE on the schema) for these roles too, on top of
+    # ORM_VIEWS_GRANT_SELECT_TO. Never with ``hidden = True``.
+    grant_select_to: ClassVar[Sequence[str]] = ()
+    # The class's own docstring, kept before Django gives models one of its own.
+    _declared_docstring: ClassVar[str | None] = None
 
     @classproperty
     def database(cls: type[BasePostgresView]) -> str:
@@ -92,6 +104,7 @@ class BasePostgresView:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        cls._declared_docstring = cls.__dict__.get("__doc__")
         declared_classes.append(cls)
 
     @classproperty
@@ -337,3 +350,35 @@ def refresh_sql(view: type[BasePostgresView], *, concurrently: bool = False) -> 
     target = qualified_name(schema_name(), view.view_name)
     keyword = " CONCURRENTLY" if concurrently else ""
     return f"REFRESH MATERIALIZED VIEW{keyword} {target}"
+
+
+VIEW_OPTIONS = ("security_barrier", "security_invoker")
+
+
+def view_comment(view: type[BasePostgresView]) -> str | None:
+    """The view's comment: ``comment`` if the class (or a base) sets it as a string
+    (``""``: none), else the class's own docstring, cleaned (``inspect.cleandoc``)."""
+    for klass in view.__mro__:
+        value = klass.__dict__.get("comment")
+        if isinstance(value, str):
+            return value or None
+    docstring = view._declared_docstring
+    return inspect.cleandoc(docstring) or None if docstring else None
+
+
+def column_comments(view: type[BasePostgresView]) -> dict[str, str]:
+    """Comments of the view's columns, by column: a readable view's fields' ``db_comment``
+    (else ``help_text``), then ``column_comments``, which wins."""
+    comments: dict[str, str] = {}
+    meta = getattr(view, "_meta", None)
+    for field in meta.concrete_fields if meta is not None else ():
+        text = getattr(field, "db_comment", None) or field.help_text
+        if text and field.column:
+            comments[field.column] = str(text)
+    comments.update({str(column): str(text) for column, text in view.column_comments.items()})
+    return {column: text for column, text in comments.items() if text}
+
+
+def view_options(view: type[BasePostgresView]) -> tuple[str, ...]:
+    """The options set (``security_barrier=true``, ...), in a fixed order."""
+    return tuple(f"{name}=true" for name in VIEW_OPTIONS if getattr(view, name, False) is True)

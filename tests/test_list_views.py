@@ -15,7 +15,7 @@ from django_orm_views import (
     sync_views,
 )
 from django_orm_views.exceptions import RefreshFailedError
-from django_orm_views.management.commands.list_views import human_size
+from django_orm_views.management.commands.list_views import COLUMNS, human_size
 from test_project.shop import postgres_views as shop_views
 from test_project.shop.factories import CustomerFactory, OrderLineFactory
 
@@ -39,7 +39,7 @@ def table(*args: str) -> tuple[list[str], dict[str, list[str]], list[str]]:
     footer = []
     for line in lines[2:]:
         cells = re.split(r" {2,}", line)
-        if len(cells) == 8:
+        if len(cells) == len(COLUMNS):
             rows[cells[0]] = cells
         else:
             footer.append(line)
@@ -78,12 +78,16 @@ def test_before_a_sync_every_declared_view_is_missing() -> None:
         "SIZE",
         "LAST REFRESH",
         "DURATION",
+        "OPTIONS",
+        "GRANTEES",
     ]
     assert list(rows) == SHOP_VIEWS
     assert rows["shop_dailysales"] == [
         "shop_dailysales",
         "materialized view",
         "missing",
+        "-",
+        "-",
         "-",
         "-",
         "-",
@@ -113,8 +117,10 @@ def test_after_a_sync_views_are_in_sync_with_rows_size_and_refreshes() -> None:
         "-",
         "-",
         "-",
+        "-",
+        "analytics",
     ]
-    _, kind, state, populated, row_count, size, last, duration = rows["shop_productsales"]
+    _, kind, state, populated, row_count, size, last, duration, _, _ = rows["shop_productsales"]
     assert (kind, state, populated, row_count, last, duration) == (
         "materialized view",
         "in sync",
@@ -127,10 +133,10 @@ def test_after_a_sync_views_are_in_sync_with_rows_size_and_refreshes() -> None:
 
     refresh_materialized_views(["shop_productsales"])
     _, rows, _ = table()
-    *_, last, duration = rows["shop_productsales"]
+    *_, last, duration, _, _ = rows["shop_productsales"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", last)
     assert re.fullmatch(r"\d+\.\d{3}s", duration)
-    assert rows["shop_dailysales"][-2:] == ["never", "-"]
+    assert rows["shop_dailysales"][-4:-2] == ["never", "-"]
 
 
 @pytest.mark.django_db
@@ -213,6 +219,11 @@ def test_json_for_scripts_includes_the_last_refresh_and_its_error(
         "size_bytes",
         "managed",
         "last_refresh",
+        "options",
+        "grantees",
+        "depends_on",
+        "reads_tables",
+        "reads_columns",
     }
     assert (domains["database"], domains["kind"], domains["state"]) == (
         "default",
@@ -307,5 +318,5 @@ def test_without_the_history_table_refreshes_show_as_never(
     with connection.cursor() as cursor:  # undone with the test's transaction
         cursor.execute('DROP TABLE "django_orm_views_refreshrecord"')
     _, rows, _ = table()
-    assert rows["shop_dailysales"][-2:] == ["never", "-"]
+    assert rows["shop_dailysales"][-4:-2] == ["never", "-"]
     assert "The refresh history cannot be read" in caplog.text

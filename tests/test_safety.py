@@ -240,14 +240,22 @@ def test_a_view_of_a_declared_name_made_elsewhere_is_taken_over() -> None:
     assert snapshot.objects["shop_ordertotals"].owned
 
 
-def test_the_marker_is_on_the_rule_never_in_the_views_comment() -> None:
+def test_the_marker_is_on_the_rule_and_the_views_comment_is_its_docstring() -> None:
     sync()
-    execute("COMMENT ON VIEW views.shop_ordertotals IS 'Totals per order, for finance'")
-    # A comment is not a definition: the sync leaves it alone.
+    docstring = "One row an order, with its total and number of lines."
+    comment = "SELECT obj_description('views.shop_ordertotals'::regclass, 'pg_class')"
+    assert fetch(comment) == [(docstring,)]
+    oid = fetch("SELECT 'views.shop_ordertotals'::regclass::oid")
+    execute("COMMENT ON VIEW views.shop_ordertotals IS 'Edited by hand'")
+    check = run_command("sync_views", "--check", "--database", "default")
+    assert check.exit_code == 1
+    assert "update view shop_ordertotals [OrderTotals (test_project.shop.postgres_views)]: " in (
+        check.stdout
+    )
+    # The declared comment comes back in place: the view is not rebuilt.
     sync()
-    assert fetch("SELECT obj_description('views.shop_ordertotals'::regclass, 'pg_class')") == [
-        ("Totals per order, for finance",)
-    ]
+    assert fetch(comment) == [(docstring,)]
+    assert fetch("SELECT 'views.shop_ordertotals'::regclass::oid") == oid
     marker = fetch(
         "SELECT obj_description(r.oid, 'pg_rewrite') FROM pg_rewrite r "
         "WHERE r.ev_class = 'views.shop_ordertotals'::regclass"

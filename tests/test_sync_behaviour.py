@@ -217,7 +217,7 @@ class TestFailuresChangeNothing:
         assert result.stderr == (
             "CommandError: Cannot grant SELECT on database 'default': role(s) 'no_such_role_x' "
             "(from --grant-select-permissions-to-user) do not exist. Create them (CREATE ROLE "
-            "...) or remove them from the setting or option. Nothing was changed.\n"
+            "...) or remove them from the setting, option or class. Nothing was changed.\n"
         )
         assert schema_state() == before
 
@@ -280,8 +280,8 @@ class TestGrants:
         before = oid_of("shop_dailysales")
         plan = plan_sync()
         assert plan.describe() == [
-            "grants materialized view shop_dailysales [DailySales (test_project.shop.postgres_views)]: grant SELECT to analytics",
-            "grants view shop_internalcustomercontacts [InternalCustomerContacts (test_project.shop.postgres_views)]: revoke SELECT from analytics",
+            "update materialized view shop_dailysales [DailySales (test_project.shop.postgres_views)]: grant SELECT to analytics",
+            "update view shop_internalcustomercontacts [InternalCustomerContacts (test_project.shop.postgres_views)]: revoke SELECT from analytics",
         ]
         sync()
         assert not plan_sync()

@@ -28,12 +28,16 @@ from .catalog import (
 from .dependents import (
     Dependent,
     ExternalDependent,
+    Reads,
     dependents_closure,
     dependents_of,
+    direct_readers,
     drop_order,
     external_dependents,
     own_schemas,
+    resolve_relation,
     resolve_targets,
+    view_reads,
 )
 
 __all__ = [
@@ -50,8 +54,10 @@ __all__ = [
     "ExternalDependent",
     "MaterializedViewStatistics",
     "OwnerMarker",
+    "Reads",
     "dependents_closure",
     "dependents_of",
+    "direct_readers",
     "drop_order",
     "external_dependents",
     "materialized_view_statistics",
@@ -62,7 +68,9 @@ __all__ = [
     "package_schemas",
     "parse_owner_marker",
     "read_catalog",
+    "resolve_relation",
     "resolve_targets",
     "staging_schema_name",
     "view_columns",
+    "view_reads",
 ]

@@ -85,6 +85,10 @@ class DatabaseObject:
     # Created by the package (it carries the package's marker).
     owned: bool = True
     extra_roles: frozenset[str] = frozenset()
+    # The comments its users (or the declarations) gave it, and its options.
+    comment: str | None = None
+    column_comments: tuple[tuple[str, str], ...] = ()
+    options: tuple[str, ...] = ()
 
     @property
     def materialized(self) -> bool:
@@ -169,14 +173,21 @@ SELECT
     obj_description(r.oid, 'pg_rewrite'),
     obj_description(c.oid, 'pg_class'),
     c.relispopulated,
-    {_grantees("c.relacl", "SELECT", "c.relowner")}
+    {_grantees("c.relacl", "SELECT", "c.relowner")},
+    (
+        SELECT json_agg(json_build_array(a.attname, d.description) ORDER BY a.attname)
+        FROM pg_description AS d
+        JOIN pg_attribute AS a ON a.attrelid = d.objoid AND a.attnum = d.objsubid
+        WHERE d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid > 0
+    ),
+    c.reloptions
 FROM target AS n
 LEFT JOIN pg_class AS c
     ON c.relnamespace = n.oid AND n.nspname = %s AND c.relkind IN ('v', 'm', 'r', 'p', 'f', 'S')
 LEFT JOIN pg_rewrite AS r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
 UNION ALL
 SELECT n.nspname, n.comment, NULL, pg_describe_object(d.classid, d.objid, 0), 'o',
-       NULL, NULL, NULL, NULL
+       NULL, NULL, NULL, NULL, NULL, NULL
 FROM target AS n
 JOIN pg_depend AS d
     ON d.refclassid = 'pg_namespace'::regclass AND d.refobjid = n.oid AND d.deptype = 'n'
@@ -184,65 +195,79 @@ WHERE n.nspname = %s AND d.classid <> 'pg_class'::regclass
 """
 
 
+@dataclass(frozen=True)
+class _CatalogRow:
+    schema: str
+    schema_comment: str | None
+    schema_grantees: list[str] | None
+    name: str | None
+    relkind: str | None
+    rule_comment: str | None
+    comment: str | None
+    populated: bool | None
+    grantees: list[str] | None
+    column_comments: list[list[str]] | str | None
+    options: list[str] | None
+
+    def _column_comments(self) -> list[list[str]]:
+        # json is decoded by the driver, unless a backend registered it as text.
+        value = self.column_comments
+        return json.loads(value) if isinstance(value, str) else value or []
+
+    def as_object(self) -> DatabaseObject:
+        assert self.name is not None and self.relkind is not None
+        view = self.relkind in ("v", "m")
+        marker = parse_owner_marker(self.rule_comment, self.comment) if view else None
+        legacy = marker is not None and self.rule_comment is None
+        return DatabaseObject(
+            name=self.name,
+            kind=RELATION_KINDS.get(self.relkind, self.relkind),
+            fingerprint=marker.fingerprint if marker else None,
+            grantees=frozenset(self.grantees or ()),
+            populated=bool(self.populated),
+            owned=marker is not None,
+            extra_roles=marker.extra_roles if marker else frozenset(),
+            # An older version kept its fingerprint there: not a comment of the user's.
+            comment=None if legacy else self.comment,
+            column_comments=tuple((column, text) for column, text in self._column_comments()),
+            options=tuple(sorted(self.options or ())),
+        )
+
+
 def read_catalog(connection: BaseDatabaseWrapper, schema: str) -> CatalogSnapshot:
-    """The views schema's relations (kind, owner marker, SELECT grantees), everything
-    else it holds, and the working schemas an interrupted sync left behind. One round
-    trip."""
+    """The views schema's relations (kind, owner marker, SELECT grantees, comments,
+    options), everything else it holds, and the working schemas an interrupted sync
+    left behind. One round trip."""
     staging = staging_schema_name(schema)
     old_pattern = _like_escape(old_schema_prefix(schema)) + "%"
     with connection.cursor() as cursor:
         cursor.execute(CATALOG_QUERY, [schema, staging, old_pattern, schema, schema])
-        rows = cursor.fetchall()
-    live = {"exists": False, "grantees": frozenset(), "comment": None}
-    objects: dict[str, DatabaseObject] = {}
-    other: list[str] = []
-    leftovers: set[str] = set()
-    foreign_staging = False
-    for (
-        nspname,
-        nsp_comment,
-        nsp_grantees,
-        relname,
-        relkind,
-        rule_comment,
-        comment,
-        populated,
-        grantees,
-    ) in rows:
-        if nspname != schema:
-            if nsp_comment and nsp_comment.startswith(SCHEMA_MARKER_PREFIX):
-                leftovers.add(nspname)
-            elif nspname == staging:
-                foreign_staging = True
-            continue
-        live["exists"] = True
-        live["comment"] = nsp_comment
-        if nsp_grantees is not None:
-            live["grantees"] = frozenset(nsp_grantees)
-        if relname is None:
-            continue
-        if relkind == "o":
-            other.append(relname)
-            continue
-        marker = parse_owner_marker(rule_comment, comment) if relkind in ("v", "m") else None
-        objects[relname] = DatabaseObject(
-            name=relname,
-            kind=RELATION_KINDS.get(relkind, relkind),
-            fingerprint=marker.fingerprint if marker else None,
-            grantees=frozenset(grantees or ()),
-            populated=bool(populated),
-            owned=marker is not None,
-            extra_roles=marker.extra_roles if marker else frozenset(),
-        )
+        rows = [_CatalogRow(*row) for row in cursor.fetchall()]
+    live = [row for row in rows if row.schema == schema]
+    working = [row for row in rows if row.schema != schema]
     return CatalogSnapshot(
         schema=schema,
-        schema_exists=bool(live["exists"]),
-        schema_grantees=live["grantees"],  # type: ignore[arg-type]
-        objects=objects,
-        leftover_schemas=tuple(sorted(leftovers)),
-        other_objects=tuple(sorted(other)),
-        foreign_staging=foreign_staging,
-        schema_comment=live["comment"],  # type: ignore[arg-type]
+        schema_exists=bool(live),
+        schema_grantees=frozenset(
+            next((row.schema_grantees for row in live if row.schema_grantees is not None), ())
+        ),
+        objects={row.name: row.as_object() for row in live if row.name and row.relkind != "o"},
+        leftover_schemas=tuple(
+            sorted(
+                {
+                    row.schema
+                    for row in working
+                    if (row.schema_comment or "").startswith(SCHEMA_MARKER_PREFIX)
+                }
+            )
+        ),
+        other_objects=tuple(sorted(row.name for row in live if row.name and row.relkind == "o")),
+        foreign_staging=any(
+            row.schema == staging
+            and not (row.schema_comment or "").startswith(SCHEMA_MARKER_PREFIX)
+            for row in working
+        ),
+        schema_comment=live[0].schema_comment if live else None,
     )
 
 

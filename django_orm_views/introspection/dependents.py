@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.db import DatabaseError, transaction
+
 from .catalog import RELATION_KINDS, package_schemas, read_catalog
 
 if TYPE_CHECKING:
@@ -183,7 +185,15 @@ def dependents_of(
 ) -> list[Dependent]:
     """Every view, in any schema, that reads one of the ``(table, column)`` targets
     directly or through other views."""
-    resolved = resolve_targets(connection, targets)
+    direct = direct_readers(connection, resolve_targets(connection, targets))
+    return dependents_closure(connection, [item.oid for item in direct]) if direct else []
+
+
+def direct_readers(
+    connection: BaseDatabaseWrapper, resolved: list[tuple[int, int]]
+) -> list[Dependent]:
+    """The views that read one of the ``(relation oid, attnum)`` pairs themselves
+    (attnum 0: any of its columns)."""
     if not resolved:
         return []
     with connection.cursor() as cursor:
@@ -191,15 +201,13 @@ def dependents_of(
             DIRECT_DEPENDENTS_QUERY,
             [[oid for oid, _ in resolved], [attnum for _, attnum in resolved]],
         )
-        direct = _as_dependents(cursor.fetchall())
-        if not direct:
-            return []
-        cursor.execute(DEPENDENTS_CLOSURE_QUERY, [[item.oid for item in direct]])
         return _as_dependents(cursor.fetchall())
 
 
 def dependents_closure(connection: BaseDatabaseWrapper, oids: list[int]) -> list[Dependent]:
     """The views ``oids`` and every view that reads them, directly or not."""
+    if not oids:
+        return []
     with connection.cursor() as cursor:
         cursor.execute(DEPENDENTS_CLOSURE_QUERY, [oids])
         return _as_dependents(cursor.fetchall())
@@ -224,3 +232,81 @@ def drop_order(connection: BaseDatabaseWrapper, dependents: list[Dependent]) -> 
     for reader, read in edges:
         sorter.add(int(read), int(reader))  # ``read`` comes after ``reader``
     return [by_oid[oid] for oid in sorter.static_order()]
+
+
+LINEAGE_QUERY = """
+SELECT DISTINCT v.relname, rn.nspname, rc.relname, rc.relkind::text, a.attname::text
+FROM pg_class AS v
+JOIN pg_namespace AS vn ON vn.oid = v.relnamespace
+JOIN pg_rewrite AS r ON r.ev_class = v.oid
+JOIN pg_depend AS d
+    ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+   AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
+JOIN pg_class AS rc ON rc.oid = d.refobjid
+JOIN pg_namespace AS rn ON rn.oid = rc.relnamespace
+LEFT JOIN pg_attribute AS a
+    ON a.attrelid = rc.oid AND a.attnum = d.refobjsubid AND d.refobjsubid > 0
+WHERE vn.nspname = %s AND v.relkind IN ('v', 'm')
+ORDER BY 1, 2, 3, 5
+"""
+
+
+@dataclass
+class Reads:
+    """What one view reads directly: views of its schema, tables, and their columns."""
+
+    views: set[str]
+    tables: set[str]
+    columns: set[str]
+
+
+def view_reads(connection: BaseDatabaseWrapper, schema: str) -> dict[str, Reads]:
+    """For each view and materialized view in ``schema``, what it reads directly, as the
+    catalog records it (PostgreSQL resolved every name when it created the view)."""
+    with connection.cursor() as cursor:
+        cursor.execute(LINEAGE_QUERY, [schema])
+        rows = cursor.fetchall()
+    found: dict[str, Reads] = {}
+    for view, read_schema, read_name, kind, column in rows:
+        reads = found.setdefault(view, Reads(set(), set(), set()))
+        if read_schema == schema and kind in ("v", "m"):
+            reads.views.add(read_name)
+        else:
+            reads.tables.add(f"{read_schema}.{read_name}")
+            if column:
+                reads.columns.add(f"{read_schema}.{read_name}.{column}")
+    return found
+
+
+RELATION_QUERY = """
+SELECT c.oid, n.nspname, c.relname, COALESCE(a.attnum, 0)
+FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+LEFT JOIN pg_attribute AS a
+    ON a.attrelid = c.oid AND a.attname = %s AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.oid = to_regclass(%s)
+"""
+
+
+def resolve_relation(
+    connection: BaseDatabaseWrapper, text: str
+) -> tuple[int, str, int, str | None] | None:
+    """``TABLE`` or ``TABLE.COLUMN`` (the table optionally schema-qualified, as
+    PostgreSQL's search path finds it) -> (oid, "schema.table", attnum, column), or None
+    when there is no such table or column."""
+    candidates: list[tuple[str, str | None]] = [(text, None)]
+    if "." in text:
+        table, _, column = text.rpartition(".")
+        candidates.append((table, column))
+    for table, wanted in candidates:
+        try:
+            # A savepoint: to_regclass refuses some names outright (a.b.c.d, or a.b.c
+            # read as a reference to another database).
+            with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+                cursor.execute(RELATION_QUERY, [wanted or "", table])
+                row = cursor.fetchone()
+        except DatabaseError:
+            continue
+        if row is not None and (wanted is None or row[3]):
+            return int(row[0]), f"{row[1]}.{row[2]}", int(row[3]), wanted
+    return None

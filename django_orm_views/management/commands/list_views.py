@@ -11,12 +11,25 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 from django.utils import timezone
 
+from ...conf import get_settings
 from ...exceptions import ViewError
 from ...history import IN_SYNC, MISSING, NOT_DECLARED, OUTDATED, ViewStatus, view_statuses
+from ...lineage import dot, mermaid, readers_of
 from ...sync import databases_to_sync
 from ..base import ViewsCommand
 
-COLUMNS = ("NAME", "KIND", "STATE", "POPULATED", "ROWS", "SIZE", "LAST REFRESH", "DURATION")
+COLUMNS = (
+    "NAME",
+    "KIND",
+    "STATE",
+    "POPULATED",
+    "ROWS",
+    "SIZE",
+    "LAST REFRESH",
+    "DURATION",
+    "OPTIONS",
+    "GRANTEES",
+)
 STATE_ORDER = (IN_SYNC, OUTDATED, MISSING, NOT_DECLARED)
 
 
@@ -35,23 +48,53 @@ class Command(ViewsCommand):
         )
         parser.add_argument(
             "--format",
-            choices=("table", "json"),
-            default="table",
-            help="table (for people, the default) or json (for scripts).",
+            choices=("table", "json", "mermaid", "dot"),
+            default=None,
+            help="table (for people, the default) or json (for scripts); with --graph, "
+            "mermaid (the default) or dot (Graphviz).",
+        )
+        parser.add_argument(
+            "--graph",
+            action="store_true",
+            help="Print what each view reads (tables and views) as a graph: an edge a --> b "
+            "for each 'b reads a'.",
+        )
+        parser.add_argument(
+            "--reads",
+            metavar="TABLE[.COLUMN]",
+            help="List the views that read this table or column, directly or through other "
+            "views (what a migration of it touches).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        output = options["format"] or ("mermaid" if options["graph"] else "table")
+        if (output in ("mermaid", "dot")) != bool(options["graph"]):
+            raise CommandError(
+                "--format mermaid and dot go with --graph, which prints mermaid (the default) "
+                "or dot; without --graph, use --format table or json."
+            )
         listings = []
         try:
             aliases = [options["database"]] if options["database"] else databases_to_sync()
+            if options["reads"]:
+                self.print_readers(aliases, options["reads"])
+                return
             for alias in aliases:
                 plan, statuses = view_statuses(alias)
                 listings.append((alias, plan.schema, plan.snapshot.leftover_schemas, statuses))
         except ViewError as error:
             raise CommandError(str(error)) from error
-        if options["format"] == "json":
+        self.render(output, listings)
+
+    def render(self, output: str, listings: list[Any]) -> None:
+        if output == "json":
             rows = [status.as_dict() for _, _, _, statuses in listings for status in statuses]
             self.stdout.write(json.dumps(rows, indent=2))
+            return
+        if output in ("mermaid", "dot"):
+            render = mermaid if output == "mermaid" else dot
+            for _, schema, _, statuses in listings:
+                self.stdout.write(render(schema, [status.lineage for status in statuses]))
             return
         if not listings:
             self.stdout.write("No views are declared.")
@@ -59,6 +102,18 @@ class Command(ViewsCommand):
             if index:
                 self.stdout.write("")
             self.render_table(alias, schema, leftovers, statuses)
+
+    def print_readers(self, aliases: list[str], target: str) -> None:
+        schema = get_settings().schema
+        for alias in aliases:
+            label, readers = readers_of(alias, schema, target)
+            if not readers:
+                self.stdout.write(f"Database '{alias}': no view of {schema!r} reads {label}.")
+                continue
+            self.stdout.write(f"Database '{alias}': views of {schema!r} that read {label}:")
+            for reader in sorted(readers, key=lambda item: (not item.direct, item.name)):
+                how = "directly" if reader.direct else "through other views"
+                self.stdout.write(f"  {reader.name} ({reader.kind}, {how})")
 
     def render_table(
         self, alias: str, schema: str, leftovers: tuple[str, ...], statuses: list[ViewStatus]
@@ -120,6 +175,8 @@ class Command(ViewsCommand):
             "-" if status.size_bytes is None else human_size(status.size_bytes),
             last,
             duration,
+            ",".join(option.partition("=")[0] for option in status.options) or "-",
+            ",".join(status.grantees) or "-",
         )
 
 

@@ -1,0 +1,344 @@
+"""The analysts' schema: comments BI tools show, view options, per-view grants and
+lineage, each against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from typing import Any
+
+import pytest
+from django.db import connection, models
+
+from django_orm_views import PostgresViewFromSQL, ReadableViewFromSQL
+from django_orm_views.registry import find_problems
+from django_orm_views.views import declared_classes
+from test_project.shop import postgres_views as shop_views
+
+from .conftest import ANALYTICS_ROLE, create_role
+from .utils import declare_view, fetch, run_command
+
+pytestmark = pytest.mark.django_db
+
+MODULE = "tests.test_analysts"
+
+
+def sync(*args: str) -> str:
+    result = run_command("sync_views", "--database", "default", *args)
+    assert result.exit_code == 0, result.stderr
+    assert run_command("sync_views", "--check", "--database", "default").exit_code == 0
+    return result.stdout
+
+
+def comment_of(relation: str) -> str | None:
+    return fetch("SELECT obj_description(%s::regclass, 'pg_class')", [relation])[0][0]
+
+
+def column_comment_of(relation: str, column: str) -> str | None:
+    return fetch(
+        "SELECT col_description(%s::regclass, a.attnum) FROM pg_attribute a "
+        "WHERE a.attrelid = %s::regclass AND a.attname = %s",
+        [relation, relation, column],
+    )[0][0]
+
+
+def oid_of(relation: str) -> int:
+    return int(fetch("SELECT %s::regclass::oid", [relation])[0][0])
+
+
+def can_select(role: str, relation: str) -> bool:
+    return bool(fetch("SELECT has_table_privilege(%s, %s, 'SELECT')", [role, relation])[0][0])
+
+
+class Documented(ReadableViewFromSQL):
+    """Customers for the marketing team.
+
+    One row a customer; personal data removed.
+    """
+
+    prefix = "analysts"
+    sql = "SELECT id, split_part(email, '@', 2) AS email_domain, country FROM shop_customer"
+    column_comments = {"country": "ISO 3166 code, upper case."}
+    id = models.IntegerField(primary_key=True)
+    email_domain = models.CharField(max_length=254, db_comment="The part after the @.")
+    country = models.CharField(max_length=2, help_text="Overridden by column_comments.")
+
+    class Meta:
+        app_label = "shop"
+
+
+declared_classes.remove(Documented)
+
+
+@pytest.fixture
+def documented(declared_views: list[type]) -> type[Any]:
+    declared_views.append(Documented)
+    return Documented
+
+
+class TestComments:
+    def test_the_catalog_holds_exactly_the_declared_texts(self, documented: type[Any]) -> None:
+        sync()
+        relation = "views.analysts_documented"
+        assert comment_of(relation) == inspect.cleandoc(Documented.__doc__ or "")
+        assert column_comment_of(relation, "email_domain") == "The part after the @."
+        assert column_comment_of(relation, "country") == "ISO 3166 code, upper case."
+        assert column_comment_of(relation, "id") is None
+        # test_project's views are documented by their docstrings too.
+        assert comment_of("views.shop_ordertotals") == shop_views.OrderTotals.__doc__
+
+    def test_comment_attribute_wins_and_empty_means_none(self, declared_views: list[type]) -> None:
+        declared_views.append(
+            declare_view(
+                "Overridden",
+                module=MODULE,
+                materialized=True,
+                prefix="analysts",
+                sql="SELECT 1 AS id",
+                __doc__="The docstring.",
+                comment="The comment, for BI tools.",
+            )
+        )
+        declared_views.append(
+            declare_view(
+                "Silent",
+                module=MODULE,
+                materialized=False,
+                prefix="analysts",
+                sql="SELECT 1 AS id",
+                __doc__="Not shown.",
+                comment="",
+            )
+        )
+        sync()
+        assert comment_of("views.analysts_overridden") == "The comment, for BI tools."
+        assert comment_of("views.analysts_silent") is None
+
+    def test_a_comment_change_alone_is_applied_in_place(self, declared_views: list[type]) -> None:
+        def declare(text: str) -> None:
+            declared_views[:] = [
+                view for view in declared_views if getattr(view, "__name__", "") != "Noted"
+            ]
+            declared_views.append(
+                declare_view(
+                    "Noted",
+                    module=MODULE,
+                    prefix="analysts",
+                    pk_field="id",
+                    sql="SELECT 1 AS id, 2 AS total",
+                    comment=text,
+                    column_comments={"total": f"{text} (total)"},
+                )
+            )
+
+        declare("First text")
+        sync()
+        relation = "views.analysts_noted"
+        oid = oid_of(relation)
+        declare("Second text")
+        check = run_command("sync_views", "--check", "--database", "default")
+        assert check.exit_code == 1
+        assert "update materialized view analysts_noted" in check.stdout
+        assert "set its comments" in check.stdout
+        output = sync("--verbosity", "2")
+        assert "0 replaced" in output
+        assert oid_of(relation) == oid
+        assert comment_of(relation) == "Second text"
+        assert column_comment_of(relation, "total") == "Second text (total)"
+
+
+class TestOptions:
+    def test_options_are_set_kept_and_listed(self, declared_views: list[type]) -> None:
+        declared_views.append(
+            declare_view(
+                "Filtered",
+                module=MODULE,
+                materialized=False,
+                prefix="analysts",
+                sql="SELECT id, country FROM shop_customer WHERE country = 'FR'",
+                security_barrier=True,
+                security_invoker=True,
+            )
+        )
+        sync()
+        options = "SELECT reloptions FROM pg_class WHERE oid = 'views.analysts_filtered'::regclass"
+        expected = [(["security_barrier=true", "security_invoker=true"],)]
+        assert fetch(options) == expected
+        sync("--force")
+        assert fetch(options) == expected
+        rows = json.loads(
+            run_command("list_views", "--database", "default", "--format", "json").stdout
+        )
+        listed = {row["name"]: row for row in rows}
+        assert listed["analysts_filtered"]["options"] == [
+            "security_barrier=true",
+            "security_invoker=true",
+        ]
+
+    def test_an_option_change_rebuilds_the_view(self, declared_views: list[type]) -> None:
+        view = declare_view(
+            "Toggled", module=MODULE, materialized=False, prefix="analysts", sql="SELECT 1 AS id"
+        )
+        declared_views.append(view)
+        sync()
+        view.security_barrier = True
+        check = run_command("sync_views", "--check", "--database", "default")
+        assert "replace view analysts_toggled" in check.stdout
+        sync()
+        assert fetch(
+            "SELECT reloptions FROM pg_class WHERE oid = 'views.analysts_toggled'::regclass"
+        ) == [(["security_barrier=true"],)]
+
+    def test_options_on_a_materialized_view_are_a_declaration_error(self) -> None:
+        view = declare_view(
+            "Wrong", module=MODULE, prefix="analysts", sql="SELECT 1 AS id", security_barrier=True
+        )
+        declared_classes.remove(view)
+        problems = find_problems([view])
+        assert [problem.id for problem in problems] == ["orm_views.E008"]
+        assert "an option of plain views only" in problems[0].message
+
+
+class TestGrants:
+    def test_per_view_grants_add_to_the_setting_and_are_revoked_when_removed(
+        self, declared_views: list[type]
+    ) -> None:
+        create_role("per_view_reader")
+        view = declare_view(
+            "Shared",
+            module=MODULE,
+            materialized=False,
+            prefix="analysts",
+            sql="SELECT 1 AS id",
+            grant_select_to=["per_view_reader"],
+        )
+        declared_views.append(view)
+        sync()
+        assert can_select("per_view_reader", "views.analysts_shared")
+        assert can_select(ANALYTICS_ROLE, "views.analysts_shared")
+        assert not can_select("per_view_reader", "views.shop_ordertotals")
+        assert fetch("SELECT has_schema_privilege('per_view_reader', 'views', 'USAGE')") == [
+            (True,)
+        ]
+        # 20 syncs that rebuild everything: the role never loses anything in between.
+        for _ in range(20):
+            sync("--force")
+            assert can_select("per_view_reader", "views.analysts_shared")
+        view.grant_select_to = []
+        check = run_command("sync_views", "--check", "--database", "default")
+        assert "revoke SELECT from per_view_reader" in check.stdout
+        sync()
+        assert not can_select("per_view_reader", "views.analysts_shared")
+        assert fetch("SELECT has_schema_privilege('per_view_reader', 'views', 'USAGE')") == [
+            (False,)
+        ]
+
+    def test_an_unknown_role_fails_before_anything_changes(
+        self, declared_views: list[type]
+    ) -> None:
+        sync()
+        declared_views.append(
+            declare_view(
+                "Ghostly",
+                module=MODULE,
+                materialized=False,
+                prefix="analysts",
+                sql="SELECT 1 AS id",
+                grant_select_to=["no_such_role_here"],
+            )
+        )
+        result = run_command("sync_views", "--database", "default")
+        assert result.exit_code == 1
+        assert "'no_such_role_here' (from grant_select_to of Ghostly (tests.test_analysts))" in (
+            result.stderr
+        )
+        assert "Nothing was changed" in result.stderr
+        assert fetch("SELECT to_regclass('views.analysts_ghostly')") == [(None,)]
+
+    def test_hidden_with_grants_is_a_declaration_error(self) -> None:
+        view = declare_view(
+            "Secret",
+            module=MODULE,
+            materialized=False,
+            sql="SELECT 1 AS id",
+            hidden=True,
+            grant_select_to=["analytics"],
+        )
+        declared_classes.remove(view)
+        assert [problem.id for problem in find_problems([view])] == ["orm_views.E007"]
+
+
+class TestLineage:
+    def test_json_lists_what_each_view_reads(self) -> None:
+        sync()
+        rows = json.loads(
+            run_command("list_views", "--database", "default", "--format", "json").stdout
+        )
+        listed = {row["name"]: row for row in rows}
+        revenue = listed["shop_customerrevenue"]
+        assert revenue["depends_on"] == ["shop_ordertotals"]
+        assert revenue["reads_tables"] == ["public.shop_customer"]
+        assert "public.shop_customer.country" in revenue["reads_columns"]
+        totals = listed["shop_ordertotals"]
+        assert totals["depends_on"] == []
+        assert totals["reads_tables"] == ["public.shop_order", "public.shop_orderline"]
+        assert "public.shop_orderline.unit_price" in totals["reads_columns"]
+        assert listed["shop_countryrevenue"]["depends_on"] == ["shop_customerrevenue"]
+
+    def test_graphs(self) -> None:
+        sync()
+        graph = run_command("list_views", "--database", "default", "--graph").stdout
+        lines = graph.splitlines()
+        assert lines[0] == "flowchart LR"
+        assert "    t_public_shop_order --> v_views_shop_ordertotals" in lines
+        assert "    v_views_shop_ordertotals --> v_views_shop_customerrevenue" in lines
+        assert '    t_public_shop_order[("public.shop_order")]' in lines
+        dot = run_command("list_views", "--database", "default", "--graph", "--format", "dot")
+        assert dot.stdout.startswith("digraph views {")
+        assert '"views.shop_ordertotals" -> "views.shop_customerrevenue";' in dot.stdout
+
+    def test_reads_lists_direct_and_indirect_readers(self) -> None:
+        sync()
+        output = run_command(
+            "list_views", "--database", "default", "--reads", "shop_orderline"
+        ).stdout
+        assert output.splitlines() == [
+            "Database 'default': views of 'views' that read public.shop_orderline:",
+            "  shop_dailysales (materialized view, directly)",
+            "  shop_ordersummary (view, directly)",
+            "  shop_ordertotals (view, directly)",
+            "  shop_productsales (materialized view, directly)",
+            "  shop_countryrevenue (view, through other views)",
+            "  shop_customerrevenue (view, through other views)",
+        ]
+        column = run_command(
+            "list_views", "--database", "default", "--reads", "public.shop_customer.country"
+        ).stdout
+        assert "shop_customerrevenue (view, directly)" in column
+        assert "shop_countryrevenue (view, through other views)" in column
+        assert "shop_ordertotals" not in column
+        missing = run_command("list_views", "--database", "default", "--reads", "no_such.thing")
+        assert missing.exit_code == 1
+        assert "No table or column 'no_such.thing'" in missing.stderr
+
+    def test_graph_and_format_must_agree(self) -> None:
+        result = run_command("list_views", "--format", "dot")
+        assert result.exit_code == 1
+        assert "--format mermaid and dot go with --graph" in result.stderr
+
+
+def test_a_plain_view_of_the_package_is_unchanged_by_a_user_comment_only_until_sync(
+    declared_views: list[type],
+) -> None:
+    class Plain(PostgresViewFromSQL):
+        """Plain."""
+
+        prefix = "analysts"
+        sql = "SELECT 1 AS id"
+
+    sync()
+    with connection.cursor() as cursor:
+        cursor.execute("COMMENT ON COLUMN views.analysts_plain.id IS 'by hand'")
+    assert run_command("sync_views", "--check", "--database", "default").exit_code == 1
+    sync()
+    assert column_comment_of("views.analysts_plain", "id") is None
