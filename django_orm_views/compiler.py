@@ -61,17 +61,20 @@ class RenderedView:
     def kind(self) -> str:
         return "materialized view" if self.materialized else "view"
 
-    def create_statements(self, schema: str, select_sql: str | None = None) -> list[str]:
+    def create_statements(
+        self, schema: str, select_sql: str | None = None, *, populate: bool = True
+    ) -> list[str]:
         """CREATE statements of the view and its indexes in ``schema``.
 
         ``select_sql`` replaces the view's own SELECT, for one rewritten to read from a
-        staging schema.
+        staging schema; ``populate=False`` leaves a materialized view empty (to read its
+        definition back, say).
         """
         target = qualified_name(schema, self.name)
         body = self.select_sql if select_sql is None else select_sql
         if self.materialized:
             statements = [f"CREATE MATERIALIZED VIEW {target} AS {body}\nWITH NO DATA"]
-            if self.with_data:
+            if self.with_data and populate:
                 # REFRESH writes frozen rows, which a transaction whose snapshot predates
                 # this one still reads; rows written by CREATE ... AS are invisible to it
                 # (an old snapshot would read the new view as empty).

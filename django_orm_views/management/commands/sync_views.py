@@ -8,6 +8,7 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 
 from ...conf import STRATEGIES
+from ...diff import definition_diffs
 from ...exceptions import ViewError
 from ...sync import SyncResult, databases_to_sync, plan_sync, sync_views
 from ..base import ViewsCommand
@@ -32,6 +33,12 @@ class Command(ViewsCommand):
             "--dry-run", action="store_true", help="Print the SQL a sync would run; change nothing."
         )
         parser.add_argument(
+            "--diff",
+            action="store_true",
+            help="With --check or --dry-run: print a unified diff of each replaced view's "
+            "definition in the database and as declared.",
+        )
+        parser.add_argument(
             "--force",
             action="store_true",
             help="Rebuild every view, unchanged materialized views included.",
@@ -53,6 +60,8 @@ class Command(ViewsCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         verbosity: int = options["verbosity"]
+        if options["diff"] and not (options["check"] or options["dry_run"]):
+            raise CommandError("--diff goes with --check or --dry-run, which change nothing.")
         try:
             if options["check"]:
                 self.check_only(options)
@@ -65,10 +74,12 @@ class Command(ViewsCommand):
                 grant_select_permissions_to_user=options["grant_select_permissions_to_user"],
                 time_each_view=verbosity >= 2,
             )
+            diffs = [definition_diffs(result.plan) if options["diff"] else {} for result in report]
         except ViewError as error:
             raise CommandError(str(error)) from error
-        for result in report:
+        for result, diff in zip(report, diffs, strict=True):
             self.render(result, verbosity)
+            self.render_diff(diff)
 
     def check_only(self, options: dict[str, Any]) -> None:
         aliases = [options["database"]] if options["database"] else databases_to_sync()
@@ -87,6 +98,8 @@ class Command(ViewsCommand):
                 )
                 for line in plan.describe():
                     self.stdout.write(f"  {line}")
+                if options["diff"]:
+                    self.render_diff(definition_diffs(plan))
             elif options["verbosity"] >= 1:
                 self.stdout.write(f"Database '{alias}': views in sync.", self.style.SUCCESS)
         if differs:
@@ -118,6 +131,16 @@ class Command(ViewsCommand):
                 )
             style = self.style.SUCCESS if result.applied else self.style.NOTICE
             self.stdout.write(result.summary(), style)
+
+    def render_diff(self, diffs: dict[str, list[str]]) -> None:
+        for lines in diffs.values():
+            for line in lines:
+                style = None
+                if line.startswith("+") and not line.startswith("+++"):
+                    style = self.style.SUCCESS
+                elif line.startswith("-") and not line.startswith("---"):
+                    style = self.style.ERROR
+                self.stdout.write(line, style)
 
     def render_dry_run(self, result: SyncResult, verbosity: int) -> None:
         if not result.statements:
