@@ -6,7 +6,7 @@ EXTRAS ?= test,dev,psycopg
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install demo test lint format bench clean
+.PHONY: help install demo test lint format bench clean docs
 
 help:
 	@echo "make install  create $(VENV) and install the package with the [$(EXTRAS)] extras"
@@ -15,6 +15,7 @@ help:
 	@echo "make test-matrix  the tests for Django 4.2/5.1/5.2 x psycopg2/psycopg 3 x servers (nox)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make format   ruff format and ruff check --fix"
+	@echo "make docs     build the documentation site into site/ (mkdocs build --strict)"
 	@echo "make bench    run every benchmarks/bench_*.py"
 	@echo "make clean    remove the virtualenv, caches and build output"
 	@echo "DATABASE_URL=postgresql://... selects a server; unset, an embedded one is started."
@@ -56,6 +57,19 @@ lint: $(INSTALLED)
 format: $(INSTALLED)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The documentation site (mkdocs.yml, docs/): the [docs] extra is installed into the
+# same virtualenv on first use; --strict turns every warning (a broken link, a
+# docstring griffe cannot parse) into a failure. NO_MKDOCS_2_WARNING silences Material's
+# notice about its successor, which is not a problem of this site.
+DOCS_INSTALLED := $(VENV)/.docs-installed
+
+$(DOCS_INSTALLED): $(INSTALLED) setup.cfg
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $@
+
+docs: $(DOCS_INSTALLED)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # Each script creates and drops a database of its own on DATABASE_URL's server (default
 # postgresql://postgres@127.0.0.1:5432) and writes benchmarks/results/<script>.json,

@@ -1,7 +1,7 @@
 """``manage.py migrate``: Django's command, with errors about views explained.
 
 Everything Django's ``migrate`` does is unchanged. The views themselves are handled by
-the ``pre_migrate`` / ``post_migrate`` receivers (``django_orm_views/migrate.py``); this
+the ``pre_migrate`` / ``post_migrate`` receivers (``django_orm_views/migrate/``); this
 subclass turns their errors, and PostgreSQL's refusal to change a column that views
 read, into a ``CommandError`` that names the views and ORM_VIEWS_SYNC_ON_MIGRATE.
 """
