@@ -8,6 +8,8 @@ from django.db import connections
 from django_orm_views import views as view_declarations
 
 ANALYTICS_ROLE = "analytics"
+# test_project grants shop_customersanitised to this one too (grant_select_to).
+MARKETING_ROLE = "marketing"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,6 +49,7 @@ def django_db_setup(django_db_setup: None, django_db_blocker: pytest.FixtureRequ
     # shared by the whole server, so it may exist already.
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
         create_role(ANALYTICS_ROLE)
+        create_role(MARKETING_ROLE)
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from test_project.shop.models import Customer
 
 READER_ROLE = "analytics"
+# test_project's CustomerSanitised grants itself to this role too (grant_select_to).
+MARKETING_ROLE = "marketing"
 SAMPLE_ROWS = 5
 # SQLSTATE 42501: the role lacks the privilege (it is not an error of the demo).
 INSUFFICIENT_PRIVILEGE = "42501"
@@ -40,10 +42,16 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         database: str = options["database"]
         verbosity: int = options["verbosity"]
-        nested = {"database": database, "stdout": self.stdout, "stderr": self.stderr}
+        # The raw streams: a command wraps them itself, and wrapping our wrappers would end
+        # every line twice ("Applying ..." and its "OK" on lines of their own).
+        streams = {"stdout": self.stdout._out, "stderr": self.stderr._out}
+        nested = {"database": database, **streams}
 
-        self.heading("1. Migrate the tables")
-        call_command("migrate", interactive=False, verbosity=verbosity, **nested)
+        self.heading("1. Migrate the tables (every database)")
+        for alias in connections:
+            call_command(
+                "migrate", interactive=False, verbosity=verbosity, database=alias, **streams
+            )
 
         self.heading("2. Create the reader roles")
         self.create_roles(database)
@@ -57,8 +65,8 @@ class Command(BaseCommand):
             **nested,
         )
 
-        self.heading("4. Sync the views")
-        call_command("sync_views", verbosity=2, **nested)
+        self.heading("4. Sync the views (every database that has some)")
+        call_command("sync_views", verbosity=2, **streams)
         # A sync keeps unchanged materialized views as they were; the shop was just
         # seeded again, so bring them up to date.
         call_command("refresh_views", verbosity=2, **nested)
@@ -86,7 +94,15 @@ class Command(BaseCommand):
                 "are not hidden may be granted to it: check ORM_VIEWS_GRANT_SELECT_TO and the "
                 "privileges granted on the tables."
             )
+        self.heading("7. What each view reads (list_views --graph, Mermaid)")
+        call_command("list_views", database=database, graph=True, **streams)
         self.stdout.write(self.style.SUCCESS("\nDemo complete."))
+        self.stdout.write(
+            "Next: change a view in test_project/shop/postgres_views.py, then run\n"
+            "  python manage.py sync_views --check --diff   # what would change, as a diff\n"
+            "  python manage.py sync_views                  # apply it without blocking readers\n"
+            "  python manage.py list_views                  # state, rows, grantees of each view"
+        )
 
     def heading(self, text: str) -> None:
         self.stdout.write(self.style.MIGRATE_HEADING(f"\n{text}"))
@@ -94,8 +110,7 @@ class Command(BaseCommand):
     def create_roles(self, database: str) -> None:
         # Roles belong to the whole cluster, so the demo may find them from an earlier run.
         roles = list(getattr(settings, "ORM_VIEWS_GRANT_SELECT_TO", [])) or [READER_ROLE]
-        if READER_ROLE not in roles:
-            roles.append(READER_ROLE)
+        roles += [role for role in (READER_ROLE, MARKETING_ROLE) if role not in roles]
         connection = connections[database]
         with connection.cursor() as cursor:
             for role in roles:
