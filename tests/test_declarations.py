@@ -225,9 +225,9 @@ def test_queryset_parameters_are_bound_by_the_driver(declared_views: list[type])
                 .annotate(threshold=models.Value(Decimal("10.50")))
             )
 
-    CustomerFactory(name=nasty)
-    CustomerFactory(name="Zoë")
-    CustomerFactory(name="Other")
+    CustomerFactory.create(name=nasty)
+    CustomerFactory.create(name="Zoë")
+    CustomerFactory.create(name="Other")
     result = run_command("sync_views")
     assert result.exit_code == 0, result.stderr
     names = sorted(row[0] for row in fetch('SELECT name FROM "views"."filtered"'))

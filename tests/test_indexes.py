@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.contrib.postgres.indexes import BrinIndex, GinIndex
@@ -23,8 +23,13 @@ from django_orm_views.sync import ActionKind
 
 from .utils import fetch
 
+if TYPE_CHECKING:
+    # What materialized() returns, for the type checker only: a class declared here
+    # would be a view of every test.
+    class MaterializedSQLView(PostgresMaterialisedViewMixin, PostgresViewFromSQL): ...
 
-def materialized(name: str = "Sales", **attributes: Any) -> type[PostgresViewFromSQL]:
+
+def materialized(name: str = "Sales", **attributes: Any) -> type[MaterializedSQLView]:
     """A materialized view class named ``name`` with ``attributes``, declared on the fly."""
     body = {"__module__": __name__, "sql": "SELECT 1 AS id", **attributes}
     return type(name, (PostgresMaterialisedViewMixin, PostgresViewFromSQL), body)

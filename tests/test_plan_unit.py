@@ -3,6 +3,8 @@ and its statements out. What is refused, kept, replaced and dropped, and in what
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from django_orm_views import PostgresMaterialisedViewMixin, PostgresViewFromSQL
@@ -59,14 +61,14 @@ DESIRED = DesiredState(
 )
 
 
-def ours(name: str, fingerprint: str, kind: str = "view", **options: object) -> DatabaseObject:
+def ours(name: str, fingerprint: str, kind: str = "view", **options: Any) -> DatabaseObject:
     return DatabaseObject(
         name=name,
         kind=kind,
         fingerprint=fingerprint,
-        grantees=frozenset(options.pop("grantees", ())),  # type: ignore[arg-type]
+        grantees=frozenset(options.pop("grantees", ())),
         populated=True,
-        **options,  # type: ignore[arg-type]
+        **options,
     )
 
 

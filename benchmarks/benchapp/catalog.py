@@ -167,7 +167,7 @@ def declare(spec: Spec, *, module: str) -> dict[str, type[BasePostgresView]]:
         if materialized:
             bases = (PostgresMaterialisedViewMixin, PostgresViewFromSQL)
             attrs["pk_field"] = "id"
-        view = type(name, bases, attrs)
+        view: type[BasePostgresView] = type(name, bases, attrs)
         declared[view.view_name] = view
     return declared
 
