@@ -3,7 +3,7 @@ and its statements out. What is refused, kept, replaced and dropped, and in what
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -20,6 +20,9 @@ from django_orm_views.introspection import (
 )
 from django_orm_views.plan import ActionKind, DesiredState, SyncPlan, compare
 from django_orm_views.views import declared_classes
+
+if TYPE_CHECKING:
+    from pytest_django import Settings
 
 
 class Totals(PostgresViewFromSQL):
@@ -149,8 +152,8 @@ class TestCompare:
         with pytest.raises(ForeignObjectsError, match="'views__staging' exists"):
             compile_plan(plan_for(catalog, force=True))
 
-    def test_grants_and_recorded_roles(self, settings: object) -> None:
-        settings.ORM_VIEWS_GRANT_SELECT_TO = ["analytics"]  # type: ignore[attr-defined]
+    def test_grants_and_recorded_roles(self, settings: Settings) -> None:
+        settings.ORM_VIEWS_GRANT_SELECT_TO = ["analytics"]
         catalog = snapshot(
             ours("daily", "fp-daily", "materialized view", grantees={"analytics"}),
             ours("totals", "fp-totals", grantees={"analytics", "deploy"}),
