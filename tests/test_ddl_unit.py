@@ -21,6 +21,7 @@ from django_orm_views.introspection import (
     owner_marker,
 )
 from django_orm_views.plan import ActionKind, DesiredState, SyncPlan, choose_strategy, compare
+from django_orm_views.results import SyncReport, SyncResult
 from django_orm_views.sql import quote_literal
 from django_orm_views.views import BasePostgresView, declared_classes
 
@@ -486,3 +487,30 @@ class TestCompareEdges:
         settings.ORM_VIEWS_SYNC_STRATEGY = "recreate"
         assert choose_strategy(None) == "recreate"
         assert choose_strategy("swap") == "swap"
+
+
+class TestResults:
+    def test_the_summary_says_what_was_done_or_would_be(self) -> None:
+        sync_plan = plan(catalog(in_sync(report=held("report", fingerprint="old"))))
+        counts = "0 created, 1 replaced, 0 dropped, 2 unchanged in 0.25s."
+        would = SyncResult("default", sync_plan, dry_run=True, duration=0.25)
+        assert would.summary() == f"Would sync on database 'default' (swap): {counts}"
+        synced = SyncResult("default", sync_plan, applied=True, duration=0.25)
+        assert synced.summary() == f"Synced on database 'default' (swap): {counts}"
+        nothing = SyncResult("default", plan(catalog(in_sync())), duration=0.25)
+        assert nothing.summary() == (
+            "Views already in sync on database 'default' (swap): 0 created, 0 replaced, "
+            "0 dropped, 3 unchanged in 0.25s."
+        )
+
+    def test_a_report_holds_one_result_for_each_database(self) -> None:
+        sync_plan = plan(catalog(in_sync()))
+        default = SyncResult("default", sync_plan)
+        warehouse = SyncResult("warehouse", sync_plan, applied=True)
+        report = SyncReport([default, warehouse])
+        assert (len(report), list(report)) == (2, [default, warehouse])
+        assert report["warehouse"] is warehouse
+        assert report.applied
+        assert not SyncReport([default]).applied
+        with pytest.raises(KeyError, match="elsewhere"):
+            report["elsewhere"]
