@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import pytest
 from django.db import models
 
@@ -110,14 +113,33 @@ def test_nullable_foreign_keys_read_as_none(with_order_links: None, synced: None
         lambda: OrderSummary.objects.bulk_create([]),
         lambda: OrderSummary.objects.get_or_create(id=1),
         lambda: OrderSummary.objects.update_or_create(id=1),
+        lambda: OrderSummary.objects.bulk_update([], ["status"]),
+        lambda: asyncio.run(OrderSummary.objects.acreate(id=1, status="paid")),
+        lambda: asyncio.run(OrderSummary.objects.aupdate(status="paid")),
+        lambda: asyncio.run(OrderSummary.objects.all().adelete()),
     ],
-    ids=["create", "update", "delete", "bulk_create", "get_or_create", "update_or_create"],
+    ids=[
+        "create",
+        "update",
+        "delete",
+        "bulk_create",
+        "get_or_create",
+        "update_or_create",
+        "bulk_update",
+        "acreate",
+        "aupdate",
+        "adelete",
+    ],
 )
-def test_writes_through_the_manager_raise(write: object, synced: None) -> None:
+def test_writes_through_the_manager_raise(
+    write: Callable[[], object], request: pytest.FixtureRequest, synced: None
+) -> None:
     with pytest.raises(ReadOnlyViewError) as error:
-        write()  # type: ignore[operator]
-    assert "OrderSummary (test_project.shop.postgres_views) is a read-only database view" in str(
-        error.value
+        write()
+    operation = request.node.callspec.id
+    assert str(error.value) == (
+        "OrderSummary (test_project.shop.postgres_views) is a read-only database view: "
+        f"{operation}() is not allowed. Write to the tables the view reads from instead."
     )
 
 
