@@ -17,9 +17,11 @@ from django_orm_views import (
     PostgresViewFromSQL,
     plan_sync,
 )
-from django_orm_views.registry import all_views, find_problems
+from django_orm_views.exceptions import UnknownViewError
+from django_orm_views.registry import all_views, find_problems, find_view
 from test_project.shop.factories import CustomerFactory
 from test_project.shop.models import Customer, Order
+from test_project.shop.postgres_views import DailySales
 
 from .utils import fetch, run_command
 
@@ -373,3 +375,25 @@ def test_sql_is_evaluated_once_per_sync(declared_views: list[type]) -> None:
 
     assert run_command("sync_views").exit_code == 0
     assert len(calls) == 1
+
+
+def test_the_public_names_are_listed_though_loaded_on_first_use() -> None:
+    import django_orm_views
+
+    listed = dir(django_orm_views)
+    assert set(django_orm_views.__all__) <= set(listed)
+    assert "__version__" in listed
+    with pytest.raises(AttributeError, match="module 'django_orm_views' has no attribute 'nope'"):
+        django_orm_views.nope  # noqa: B018
+
+
+def test_a_view_is_found_by_name_whatever_the_case() -> None:
+    assert find_view("SHOP_DailySales") is DailySales
+    assert find_view("SHOP.dailysales") is DailySales
+    with pytest.raises(UnknownViewError) as raised:
+        find_view("shop_dailysale", database="default")
+    assert str(raised.value) == (
+        "No declared view is named 'shop_dailysale' on database 'default'. Did you mean: "
+        "shop_dailysales, shop.DailySales, shop_productsales? Give a view name (e.g. shop_dailysales) or app_label.ClassName; "
+        "`manage.py list_views` lists them."
+    )

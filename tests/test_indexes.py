@@ -15,6 +15,7 @@ from django_orm_views import (
     InvalidViewError,
     PostgresMaterialisedViewMixin,
     PostgresViewFromSQL,
+    RefreshError,
     plan_sync,
     sync_views,
 )
@@ -105,6 +106,15 @@ def test_partial_index_renders_its_condition_with_literals(declared_views: list[
         (
             Q(a=F("b")),
             "the index condition a=F(b) does not compare with a literal value. Use None, a "
+            "bool, a number, a string, a date or a time (a non-empty list of them for __in).",
+        ),
+        (
+            Q(Q(a=1), b=2),
+            "nested Q objects are not supported in index conditions.",
+        ),
+        (
+            Q(a__in="FR"),
+            "the index condition a__in='FR' does not compare with a literal value. Use None, a "
             "bool, a number, a string, a date or a time (a non-empty list of them for __in).",
         ),
         (
@@ -210,6 +220,22 @@ def test_expression_indexes_and_other_objects_are_refused(declared_views: list[t
         index_definitions(materialized(indexes=[models.Index(Lower("name"), name="lower")]))
     with pytest.raises(InvalidViewError, match="lists 'day' in `indexes`"):
         index_definitions(materialized(indexes=["day"]))
+
+
+def test_only_a_view_with_a_unique_index_is_refreshed_concurrently(
+    declared_views: list[type],
+) -> None:
+    keyed = materialized("Keyed", pk_field="id")
+    assert keyed.get_refresh_sql() == 'REFRESH MATERIALIZED VIEW "views"."keyed"'
+    assert keyed.get_refresh_sql(concurrently=True) == (
+        'REFRESH MATERIALIZED VIEW CONCURRENTLY "views"."keyed"'
+    )
+    with pytest.raises(RefreshError) as raised:
+        materialized("Unkeyed").get_refresh_sql(concurrently=True)
+    assert str(raised.value) == (
+        f"View Unkeyed ({__name__}) cannot be refreshed concurrently: it has no unique index. "
+        "Set `pk_field` to its unique column(s), or refresh without concurrently."
+    )
 
 
 # Created by a sync -------------------------------------------------------------------

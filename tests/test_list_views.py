@@ -309,3 +309,10 @@ def test_without_the_history_table_refreshes_show_as_never(
     _, rows, _ = table()
     assert rows["shop_dailysales"][-2:] == ["never", "-"]
     assert "The refresh history cannot be read" in caplog.text
+
+
+@pytest.mark.django_db
+def test_no_declared_views_are_said_so(declared_views: list[type]) -> None:
+    declared_views.clear()
+    result = run_command("list_views")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "No views are declared.\n", "")

@@ -4,6 +4,7 @@ the history, and readers that are never blocked."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import subprocess
@@ -755,3 +756,16 @@ class TestMore:
         for _ in range(3):
             refresh_materialized_views(["shop_dailysales"])
         assert refresh_history("shop_dailysales").count() == 3
+
+
+@pytest.mark.parametrize(("succeeded", "outcome"), [(True, "ok"), (False, "failed")])
+def test_a_refresh_record_reads_as_view_database_time_and_outcome(
+    succeeded: bool, outcome: str
+) -> None:
+    record = RefreshRecord(
+        view="shop_dailysales",
+        database="default",
+        started_at=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
+        succeeded=succeeded,
+    )
+    assert str(record) == f"shop_dailysales on default at 2026-01-02 03:04:05 ({outcome})"
