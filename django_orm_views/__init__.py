@@ -74,46 +74,49 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *__all__])
 
 
-# For type checkers and editors: the same names, imported eagerly (re-exported through
-# __all__, which ruff cannot follow when it is computed).
+# For type checkers and editors: the same names, imported eagerly and re-exported
+# explicitly (``X as X``: a computed __all__ is invisible to them).
 if TYPE_CHECKING:
-    from .exceptions import (  # noqa: F401
-        ColumnMismatchError,
-        ConnectionLostError,
-        DependencyCycleError,
-        DependencyError,
-        ExternalDependentsError,
-        ForeignObjectsError,
-        InvalidRoleNameError,
-        InvalidSettingError,
-        InvalidViewError,
-        MissingDependencyError,
-        ReadOnlyViewError,
-        RefreshError,
-        SyncError,
-        SyncLockTimeout,
-        UnknownRoleError,
-        UnknownViewError,
-        ViewDiscoveryError,
-        ViewError,
+    from .exceptions import (
+        ColumnMismatchError as ColumnMismatchError,
+        ConnectionLostError as ConnectionLostError,
+        DependencyCycleError as DependencyCycleError,
+        DependencyError as DependencyError,
+        ExternalDependentsError as ExternalDependentsError,
+        ForeignObjectsError as ForeignObjectsError,
+        InvalidRoleNameError as InvalidRoleNameError,
+        InvalidSettingError as InvalidSettingError,
+        InvalidViewError as InvalidViewError,
+        MissingDependencyError as MissingDependencyError,
+        ReadOnlyViewError as ReadOnlyViewError,
+        RefreshError as RefreshError,
+        SyncError as SyncError,
+        SyncLockTimeout as SyncLockTimeout,
+        UnknownRoleError as UnknownRoleError,
+        UnknownViewError as UnknownViewError,
+        ViewDiscoveryError as ViewDiscoveryError,
+        ViewError as ViewError,
     )
-    from .refresh import refresh_materialized_view, refresh_materialized_views  # noqa: F401
-    from .sync import (  # noqa: F401
-        ActionKind,
-        SyncPlan,
-        SyncReport,
-        SyncResult,
-        ViewAction,
-        apply_plan,
-        plan_sync,
-        sync_views,
+    from .refresh import (
+        refresh_materialized_view as refresh_materialized_view,
+        refresh_materialized_views as refresh_materialized_views,
     )
-    from .views import (  # noqa: F401
-        HiddenViewMixin,
-        PostgresMaterialisedViewMixin,
-        PostgresMaterializedViewMixin,
-        PostgresViewFromQueryset,
-        PostgresViewFromSQL,
-        ReadableViewFromQueryset,
-        ReadableViewFromSQL,
+    from .sync import (
+        ActionKind as ActionKind,
+        SyncPlan as SyncPlan,
+        SyncReport as SyncReport,
+        SyncResult as SyncResult,
+        ViewAction as ViewAction,
+        apply_plan as apply_plan,
+        plan_sync as plan_sync,
+        sync_views as sync_views,
+    )
+    from .views import (
+        HiddenViewMixin as HiddenViewMixin,
+        PostgresMaterialisedViewMixin as PostgresMaterialisedViewMixin,
+        PostgresMaterializedViewMixin as PostgresMaterializedViewMixin,
+        PostgresViewFromQueryset as PostgresViewFromQueryset,
+        PostgresViewFromSQL as PostgresViewFromSQL,
+        ReadableViewFromQueryset as ReadableViewFromQueryset,
+        ReadableViewFromSQL as ReadableViewFromSQL,
     )

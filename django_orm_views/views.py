@@ -16,12 +16,14 @@ from django.db.models.base import ModelBase
 from django.utils.functional import classproperty
 
 # Re-exported: the limit was first defined here.
-from .conf import POSTGRES_MAX_IDENTIFIER_BYTES as POSTGRES_MAX_IDENTIFIER_BYTES
-from .conf import declared_schema, schema_name
+from .conf import (
+    POSTGRES_MAX_IDENTIFIER_BYTES as POSTGRES_MAX_IDENTIFIER_BYTES,
+    declared_schema,
+    schema_name,
+)
 from .exceptions import InvalidViewError, ReadOnlyViewError, RefreshError
 from .routing import routed_database
-from .sql import qualified_name
-from .sql import quote_identifier as quote_identifier
+from .sql import qualified_name, quote_identifier as quote_identifier
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet

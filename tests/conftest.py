@@ -6,6 +6,7 @@ import pytest
 from django.db import connections
 
 from django_orm_views import views as view_declarations
+from django_orm_views.views import BasePostgresView
 
 ANALYTICS_ROLE = "analytics"
 # test_project grants shop_customersanitised to this one too (grant_select_to).
@@ -53,7 +54,7 @@ def django_db_setup(django_db_setup: None, django_db_blocker: pytest.FixtureRequ
 
 
 @pytest.fixture
-def declared_views() -> Iterator[list[type]]:
+def declared_views() -> Iterator[list[type[BasePostgresView]]]:
     """Lets a test declare view classes of its own; they are forgotten afterwards."""
     before = list(view_declarations.declared_classes)
     yield view_declarations.declared_classes

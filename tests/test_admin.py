@@ -25,10 +25,16 @@ STOCK = "/admin/warehouse/stocklevel/"
 
 @pytest.fixture
 def shop() -> None:
-    CustomerFactory(name="Ada Lovelace", email="ada@example.org", city="London", country="GB")
-    CustomerFactory(name="Blaise Pascal", email="blaise@example.com", city="Paris", country="FR")
-    CustomerFactory(name="Carl Gauss", email="carl@example.com", city="Berlin", country="DE")
-    OrderLineFactory(order=OrderFactory(customer__email="ada@example.org", status="paid"))
+    CustomerFactory.create(
+        name="Ada Lovelace", email="ada@example.org", city="London", country="GB"
+    )
+    CustomerFactory.create(
+        name="Blaise Pascal", email="blaise@example.com", city="Paris", country="FR"
+    )
+    CustomerFactory.create(name="Carl Gauss", email="carl@example.com", city="Berlin", country="DE")
+    OrderLineFactory.create(
+        order=OrderFactory.create(customer__email="ada@example.org", status="paid")
+    )
     StockMovement.objects.create(
         sku="SKU-1", location="A", quantity=5, moved_at=dt.datetime.now(dt.timezone.utc)
     )
@@ -114,7 +120,7 @@ class TestStaffAccess:
 
     def test_nothing_can_be_added_changed_or_deleted(self, shop: None) -> None:
         client = superuser_client()
-        customer = CustomerFactory(email="dora@example.com", name="Dora Explorer")
+        customer = CustomerFactory.create(email="dora@example.com", name="Dora Explorer")
         sync_views()
         detail = f"{CUSTOMERS}{customer.pk}/change/"
         page = client.get(detail)

@@ -31,15 +31,17 @@ def sync(*args: str) -> str:
 
 
 def comment_of(relation: str) -> str | None:
-    return fetch("SELECT obj_description(%s::regclass, 'pg_class')", [relation])[0][0]
+    value = fetch("SELECT obj_description(%s::regclass, 'pg_class')", [relation])[0][0]
+    return None if value is None else str(value)
 
 
 def column_comment_of(relation: str, column: str) -> str | None:
-    return fetch(
+    value = fetch(
         "SELECT col_description(%s::regclass, a.attnum) FROM pg_attribute a "
         "WHERE a.attrelid = %s::regclass AND a.attname = %s",
         [relation, relation, column],
     )[0][0]
+    return None if value is None else str(value)
 
 
 def oid_of(relation: str) -> int:
@@ -348,14 +350,14 @@ class TestDiffs:
     def test_check_and_dry_run_print_the_definition_diff_of_replaced_views(self) -> None:
         sync()
         original = shop_views.OrderTotals.sql
-        shop_views.OrderTotals.sql = original.replace(  # type: ignore[misc]
+        shop_views.OrderTotals.sql = original.replace(
             "count(l.id) AS line_count", "count(DISTINCT l.id) AS line_count"
         )
         try:
             check = run_command("sync_views", "--check", "--diff", "--database", "default")
             dry_run = run_command("sync_views", "--dry-run", "--diff", "--database", "default")
         finally:
-            shop_views.OrderTotals.sql = original  # type: ignore[misc]
+            shop_views.OrderTotals.sql = original
         assert check.exit_code == 1
         lines = check.stdout.splitlines()
         assert "--- views.shop_ordertotals (database)" in lines

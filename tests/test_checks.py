@@ -37,9 +37,10 @@ def extra_alias(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]
 
     yield add
     for alias in added:
-        if hasattr(connections._connections, alias):
+        # django-stubs leaves out ConnectionHandler's private per-thread storage.
+        if hasattr(connections._connections, alias):  # type: ignore[attr-defined]
             connections[alias].close()
-            delattr(connections._connections, alias)
+            delattr(connections._connections, alias)  # type: ignore[attr-defined]
 
 
 def check(*args: str) -> tuple[int, str]:

@@ -17,9 +17,11 @@ from django_orm_views import (
     PostgresViewFromSQL,
     plan_sync,
 )
-from django_orm_views.registry import all_views, find_problems
+from django_orm_views.exceptions import UnknownViewError
+from django_orm_views.registry import all_views, find_problems, find_view
 from test_project.shop.factories import CustomerFactory
 from test_project.shop.models import Customer, Order
+from test_project.shop.postgres_views import DailySales
 
 from .utils import fetch, run_command
 
@@ -75,6 +77,37 @@ def test_view_without_sql(declared_views: list[type]) -> None:
     ]
 
 
+@pytest.mark.parametrize("value", ["", "  \n ", None, 42])
+def test_view_with_blank_or_non_string_sql(declared_views: list[type], value: object) -> None:
+    class BlankSql(PostgresViewFromSQL):
+        sql = value
+
+    assert problems_of(BlankSql) == [
+        (
+            "orm_views.E001",
+            f"View test_view_with_blank_or_non_string_sql.<locals>.BlankSql ({MODULE}) has "
+            f"`sql` = {value!r}, which is not a SELECT statement. Set `sql` to a non-empty "
+            "string (or a classproperty returning one).",
+        )
+    ]
+
+
+@pytest.mark.parametrize("value", ["1", b"1", 1, {1}])
+def test_params_that_are_not_a_list(declared_views: list[type], value: object) -> None:
+    class OddParams(PostgresViewFromSQL):
+        sql = "SELECT %s AS a"
+        # Wrong on purpose: the check is there for code no type checker has seen.
+        params = value  # type: ignore[assignment]
+
+    assert problems_of(OddParams) == [
+        (
+            "orm_views.E001",
+            f"View test_params_that_are_not_a_list.<locals>.OddParams ({MODULE}) has "
+            f"`params` = {value!r}. Set `params` to a list of values.",
+        )
+    ]
+
+
 def test_queryset_view_without_get_queryset(declared_views: list[type]) -> None:
     class NoQueryset(PostgresViewFromQueryset):
         pass
@@ -110,6 +143,43 @@ def test_name_longer_than_63_bytes(declared_views: list[type]) -> None:
     )
     assert check_id == "orm_views.E002"
     assert "longer than PostgreSQL's 63 bytes. Shorten the class name or its `prefix`." in message
+
+
+def test_view_dependencies_must_be_concrete_views_of_its_database(
+    declared_views: list[type],
+) -> None:
+    class Base(PostgresViewFromSQL):
+        abstract = True
+        sql = "SELECT 1 AS id"
+
+    class Stock(PostgresViewFromSQL):
+        database = "warehouse"
+        sql = "SELECT 1 AS id"
+
+    class Reader(PostgresViewFromSQL):
+        sql = "SELECT 1 AS id"
+        # A model where a view class belongs, on purpose.
+        view_dependencies = [Customer, Base, Stock]  # type: ignore[list-item]
+
+    where = "test_view_dependencies_must_be_concrete_views_of_its_database.<locals>"
+    assert problems_of(Reader) == [
+        (
+            "orm_views.E006",
+            f"View {where}.Reader ({MODULE}) lists <class 'test_project.shop.models.Customer'> "
+            "in `view_dependencies`, which is not a view class. List view classes only.",
+        ),
+        (
+            "orm_views.E006",
+            f"View {where}.Reader ({MODULE}) lists the abstract class {where}.Base ({MODULE}) "
+            "in `view_dependencies`. List concrete view classes only.",
+        ),
+        (
+            "orm_views.E006",
+            f"View {where}.Reader ({MODULE}) (database 'default') depends on {where}.Stock "
+            f"({MODULE}) (database 'warehouse'). A view can only depend on views of its own "
+            "database.",
+        ),
+    ]
 
 
 def test_two_classes_with_one_view_name(declared_views: list[type]) -> None:
@@ -225,9 +295,9 @@ def test_queryset_parameters_are_bound_by_the_driver(declared_views: list[type])
                 .annotate(threshold=models.Value(Decimal("10.50")))
             )
 
-    CustomerFactory(name=nasty)
-    CustomerFactory(name="Zoë")
-    CustomerFactory(name="Other")
+    CustomerFactory.create(name=nasty)
+    CustomerFactory.create(name="Zoë")
+    CustomerFactory.create(name="Other")
     result = run_command("sync_views")
     assert result.exit_code == 0, result.stderr
     names = sorted(row[0] for row in fetch('SELECT name FROM "views"."filtered"'))
@@ -305,3 +375,25 @@ def test_sql_is_evaluated_once_per_sync(declared_views: list[type]) -> None:
 
     assert run_command("sync_views").exit_code == 0
     assert len(calls) == 1
+
+
+def test_the_public_names_are_listed_though_loaded_on_first_use() -> None:
+    import django_orm_views
+
+    listed = dir(django_orm_views)
+    assert set(django_orm_views.__all__) <= set(listed)
+    assert "__version__" in listed
+    with pytest.raises(AttributeError, match="module 'django_orm_views' has no attribute 'nope'"):
+        django_orm_views.nope  # noqa: B018
+
+
+def test_a_view_is_found_by_name_whatever_the_case() -> None:
+    assert find_view("SHOP_DailySales") is DailySales
+    assert find_view("SHOP.dailysales") is DailySales
+    with pytest.raises(UnknownViewError) as raised:
+        find_view("shop_dailysale", database="default")
+    assert str(raised.value) == (
+        "No declared view is named 'shop_dailysale' on database 'default'. Did you mean: "
+        "shop_dailysales, shop.DailySales, shop_productsales? Give a view name (e.g. shop_dailysales) or app_label.ClassName; "
+        "`manage.py list_views` lists them."
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.contrib.postgres.indexes import BrinIndex, GinIndex
@@ -15,6 +15,7 @@ from django_orm_views import (
     InvalidViewError,
     PostgresMaterialisedViewMixin,
     PostgresViewFromSQL,
+    RefreshError,
     plan_sync,
     sync_views,
 )
@@ -23,8 +24,13 @@ from django_orm_views.sync import ActionKind
 
 from .utils import fetch
 
+if TYPE_CHECKING:
+    # What materialized() returns, for the type checker only: a class declared here
+    # would be a view of every test.
+    class MaterializedSQLView(PostgresMaterialisedViewMixin, PostgresViewFromSQL): ...
 
-def materialized(name: str = "Sales", **attributes: Any) -> type[PostgresViewFromSQL]:
+
+def materialized(name: str = "Sales", **attributes: Any) -> type[MaterializedSQLView]:
     """A materialized view class named ``name`` with ``attributes``, declared on the fly."""
     body = {"__module__": __name__, "sql": "SELECT 1 AS id", **attributes}
     return type(name, (PostgresMaterialisedViewMixin, PostgresViewFromSQL), body)
@@ -100,6 +106,15 @@ def test_partial_index_renders_its_condition_with_literals(declared_views: list[
         (
             Q(a=F("b")),
             "the index condition a=F(b) does not compare with a literal value. Use None, a "
+            "bool, a number, a string, a date or a time (a non-empty list of them for __in).",
+        ),
+        (
+            Q(Q(a=1), b=2),
+            "nested Q objects are not supported in index conditions.",
+        ),
+        (
+            Q(a__in="FR"),
+            "the index condition a__in='FR' does not compare with a literal value. Use None, a "
             "bool, a number, a string, a date or a time (a non-empty list of them for __in).",
         ),
         (
@@ -205,6 +220,22 @@ def test_expression_indexes_and_other_objects_are_refused(declared_views: list[t
         index_definitions(materialized(indexes=[models.Index(Lower("name"), name="lower")]))
     with pytest.raises(InvalidViewError, match="lists 'day' in `indexes`"):
         index_definitions(materialized(indexes=["day"]))
+
+
+def test_only_a_view_with_a_unique_index_is_refreshed_concurrently(
+    declared_views: list[type],
+) -> None:
+    keyed = materialized("Keyed", pk_field="id")
+    assert keyed.get_refresh_sql() == 'REFRESH MATERIALIZED VIEW "views"."keyed"'
+    assert keyed.get_refresh_sql(concurrently=True) == (
+        'REFRESH MATERIALIZED VIEW CONCURRENTLY "views"."keyed"'
+    )
+    with pytest.raises(RefreshError) as raised:
+        materialized("Unkeyed").get_refresh_sql(concurrently=True)
+    assert str(raised.value) == (
+        f"View Unkeyed ({__name__}) cannot be refreshed concurrently: it has no unique index. "
+        "Set `pk_field` to its unique column(s), or refresh without concurrently."
+    )
 
 
 # Created by a sync -------------------------------------------------------------------

@@ -143,7 +143,7 @@ def test_after_a_sync_views_are_in_sync_with_rows_size_and_refreshes() -> None:
 def test_outdated_missing_and_undeclared_objects(declared_views: list[type]) -> None:
     sync_views(database="default")
     original = shop_views.OrderTotals.sql
-    shop_views.OrderTotals.sql = original.replace("FROM", "FROM /* v2 */", 1)  # type: ignore[misc]
+    shop_views.OrderTotals.sql = original.replace("FROM", "FROM /* v2 */", 1)
     try:
         declare("Later", materialized=False, sql="SELECT 1 AS one")
         with connection.cursor() as cursor:
@@ -152,7 +152,7 @@ def test_outdated_missing_and_undeclared_objects(declared_views: list[type]) -> 
 
         _, rows, footer = table()
     finally:
-        shop_views.OrderTotals.sql = original  # type: ignore[misc]
+        shop_views.OrderTotals.sql = original
 
     states = {name: (cells[1], cells[2]) for name, cells in rows.items()}
     assert states == {
@@ -199,9 +199,9 @@ def test_json_for_scripts_includes_the_last_refresh_and_its_error(
         sql="SELECT split_part(email, '@', 2) AS domain FROM shop_customer",
         pk_field="domain",
     )
-    CustomerFactory(email="ann@example.com")
+    CustomerFactory.create(email="ann@example.com")
     sync_views(database="default")
-    CustomerFactory(email="bob@example.com")
+    CustomerFactory.create(email="bob@example.com")
     with pytest.raises(RefreshFailedError):
         refresh_materialized_views(["domains"])
 
@@ -250,9 +250,9 @@ def test_a_failed_last_refresh_is_marked_in_the_table(declared_views: list[type]
         sql="SELECT split_part(email, '@', 2) AS domain FROM shop_customer",
         pk_field="domain",
     )
-    CustomerFactory(email="ann@example.com")
+    CustomerFactory.create(email="ann@example.com")
     sync_views(database="default")
-    CustomerFactory(email="bob@example.com")
+    CustomerFactory.create(email="bob@example.com")
     with pytest.raises(RefreshFailedError):
         refresh_materialized_views(["domains"])
     _, rows, _ = table()
@@ -320,3 +320,10 @@ def test_without_the_history_table_refreshes_show_as_never(
     _, rows, _ = table()
     assert rows["shop_dailysales"][-4:-2] == ["never", "-"]
     assert "The refresh history cannot be read" in caplog.text
+
+
+@pytest.mark.django_db
+def test_no_declared_views_are_said_so(declared_views: list[type]) -> None:
+    declared_views.clear()
+    result = run_command("list_views")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "No views are declared.\n", "")

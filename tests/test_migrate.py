@@ -69,7 +69,9 @@ def project_state() -> ProjectState:
 
 def migration(name: str, *operations: Any, app_label: str = "library") -> migrations.Migration:
     result = migrations.Migration(name, app_label)
-    result.operations = list(operations)
+    # django-stubs types `operations` as a ClassVar; Django's own autodetector sets it
+    # on instances like this.
+    result.operations = list(operations)  # type: ignore[misc]
     return result
 
 
@@ -252,7 +254,8 @@ INITIAL_VIEWS = {
 @contextmanager
 def driver_connection(settings_dict: dict[str, Any], name: str) -> Iterator[Any]:
     """An autocommit connection with the driver Django uses (psycopg 3 or 2)."""
-    database = connections["default"].Database
+    # django-stubs does not declare the backends' DB-API module, `Database`.
+    database = connections["default"].Database  # type: ignore[attr-defined]
     kwargs = {
         "dbname": name,
         "user": settings_dict.get("USER") or None,

@@ -3,6 +3,8 @@ and its statements out. What is refused, kept, replaced and dropped, and in what
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytest
 
 from django_orm_views import PostgresMaterialisedViewMixin, PostgresViewFromSQL
@@ -18,6 +20,9 @@ from django_orm_views.introspection import (
 )
 from django_orm_views.plan import ActionKind, DesiredState, SyncPlan, compare
 from django_orm_views.views import declared_classes
+
+if TYPE_CHECKING:
+    from pytest_django import Settings
 
 
 class Totals(PostgresViewFromSQL):
@@ -59,14 +64,14 @@ DESIRED = DesiredState(
 )
 
 
-def ours(name: str, fingerprint: str, kind: str = "view", **options: object) -> DatabaseObject:
+def ours(name: str, fingerprint: str, kind: str = "view", **options: Any) -> DatabaseObject:
     return DatabaseObject(
         name=name,
         kind=kind,
         fingerprint=fingerprint,
-        grantees=frozenset(options.pop("grantees", ())),  # type: ignore[arg-type]
+        grantees=frozenset(options.pop("grantees", ())),
         populated=True,
-        **options,  # type: ignore[arg-type]
+        **options,
     )
 
 
@@ -147,8 +152,8 @@ class TestCompare:
         with pytest.raises(ForeignObjectsError, match="'views__staging' exists"):
             compile_plan(plan_for(catalog, force=True))
 
-    def test_grants_and_recorded_roles(self, settings: object) -> None:
-        settings.ORM_VIEWS_GRANT_SELECT_TO = ["analytics"]  # type: ignore[attr-defined]
+    def test_grants_and_recorded_roles(self, settings: Settings) -> None:
+        settings.ORM_VIEWS_GRANT_SELECT_TO = ["analytics"]
         catalog = snapshot(
             ours("daily", "fp-daily", "materialized view", grantees={"analytics"}),
             ours("totals", "fp-totals", grantees={"analytics", "deploy"}),

@@ -4,6 +4,7 @@ the history, and readers that are never blocked."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import subprocess
@@ -28,6 +29,7 @@ from django_orm_views.exceptions import RefreshFailedError, UnknownViewError
 from django_orm_views.history import record_refresh, refresh_history
 from django_orm_views.models import RefreshRecord
 from django_orm_views.refresh import RefreshMode
+from django_orm_views.views import BasePostgresView
 from test_project.shop import postgres_views as shop_views
 from test_project.shop.factories import CustomerFactory, OrderLineFactory
 
@@ -250,10 +252,8 @@ class TestNaming:
         results = refresh_materialized_views(
             [shop_views.DailySales(), "shop.ProductSales", shop_views.DailySales]
         )
-        assert [result.view for result in results] == [
-            shop_views.DailySales,
-            shop_views.ProductSales,
-        ]
+        expected: list[type[BasePostgresView]] = [shop_views.DailySales, shop_views.ProductSales]
+        assert [result.view for result in results] == expected
 
 
 @pytest.mark.django_db
@@ -326,9 +326,9 @@ class TestFailures:
         self, declared_views: list[type]
     ) -> None:
         declare("Domains", sql=DOMAINS_SQL, pk_field="domain")
-        CustomerFactory(email="ann@example.com")
+        CustomerFactory.create(email="ann@example.com")
         sync_views(database="default")
-        CustomerFactory(email="bob@example.com")
+        CustomerFactory.create(email="bob@example.com")
 
         result = run_command("refresh_views", "domains", verbosity=2)
 
@@ -376,9 +376,9 @@ class TestFailures:
         declare("Domains", sql=DOMAINS_SQL, pk_field="domain")
         declare("DomainIds", sql='SELECT id FROM "views"."domains"', pk_field="id")
         declare("Countries", sql=COUNTRIES_SQL, pk_field="country")
-        CustomerFactory(email="ann@example.com", country="FR")
+        CustomerFactory.create(email="ann@example.com", country="FR")
         sync_views(database="default")
-        CustomerFactory(email="bob@example.com", country="FR")
+        CustomerFactory.create(email="bob@example.com", country="FR")
 
         result = run_command("refresh_views", "domains", "domainids", "countries", verbosity=2)
 
@@ -397,9 +397,9 @@ class TestFailures:
 
     def test_legacy_refresh_raises_refresh_error(self, declared_views: list[type]) -> None:
         declare("Domains", sql=DOMAINS_SQL, pk_field="domain")
-        CustomerFactory(email="ann@example.com")
+        CustomerFactory.create(email="ann@example.com")
         sync_views(database="default")
-        CustomerFactory(email="bob@example.com")
+        CustomerFactory.create(email="bob@example.com")
         with pytest.raises(RefreshError, match=r"^Refreshing view Domains .* failed: "):
             refresh_materialized_view(declared_views[-1])
         assert connection.in_atomic_block  # the test's own transaction is still usable
@@ -518,9 +518,9 @@ def test_a_failure_in_autocommit_mode_is_recorded_after_its_rollback(
     declared_views: list[type],
 ) -> None:
     declare("Domains", sql=DOMAINS_SQL, pk_field="domain")
-    CustomerFactory(email="ann@example.com")
+    CustomerFactory.create(email="ann@example.com")
     sync_views(database="default")
-    CustomerFactory(email="bob@example.com")
+    CustomerFactory.create(email="bob@example.com")
     assert not connection.in_atomic_block
     with pytest.raises(RefreshFailedError):
         refresh_materialized_views(["domains"])
@@ -740,7 +740,7 @@ class TestMore:
             "concurrently.\n"
         )
 
-    def test_nothing_to_refresh(self, declared_views: list[type]) -> None:
+    def test_nothing_to_refresh(self, declared_views: list[type[BasePostgresView]]) -> None:
         declared_views[:] = [view for view in declared_views if not view.is_materialized()]
         sync_views(database="default")
         result = run_command("refresh_views")
@@ -756,3 +756,16 @@ class TestMore:
         for _ in range(3):
             refresh_materialized_views(["shop_dailysales"])
         assert refresh_history("shop_dailysales").count() == 3
+
+
+@pytest.mark.parametrize(("succeeded", "outcome"), [(True, "ok"), (False, "failed")])
+def test_a_refresh_record_reads_as_view_database_time_and_outcome(
+    succeeded: bool, outcome: str
+) -> None:
+    record = RefreshRecord(
+        view="shop_dailysales",
+        database="default",
+        started_at=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
+        succeeded=succeeded,
+    )
+    assert str(record) == f"shop_dailysales on default at 2026-01-02 03:04:05 ({outcome})"

@@ -155,9 +155,9 @@ def test_refresh_failed_is_sent_with_the_error(
         sql="SELECT split_part(email, '@', 2) AS domain, id FROM shop_customer",
         pk_field="domain",
     )
-    CustomerFactory(email="ann@example.com")
+    CustomerFactory.create(email="ann@example.com")
     sync_views(database="default")
-    CustomerFactory(email="bob@example.com")
+    CustomerFactory.create(email="bob@example.com")
     received.clear()
 
     with pytest.raises(RefreshFailedError):

@@ -71,3 +71,28 @@ def test_materialized_view_is_created_with_data_and_stale_until_refreshed() -> N
     refresh_materialized_view(shop_views.DailySales)
     assert fetch('SELECT sum(orders) FROM "views"."shop_dailysales"')[0][0] == before + 2
     assert connection.in_atomic_block
+
+
+def test_verbosity_3_prints_each_statement_run() -> None:
+    result = run_command("sync_views", "--database", "default", verbosity=3)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    # A line per view with its time (as at verbosity 2), then every statement.
+    assert sum(line.startswith("  create  ") for line in lines) == 9
+    statements = [line for line in lines if line.startswith("    ")]
+    assert statements[0] == '    CREATE SCHEMA "views__staging";'
+    assert '    ALTER SCHEMA "views__staging" RENAME TO "views";' in statements
+    assert lines[-1].startswith("Synced on database 'default' (swap): 9 created")
+
+
+def test_nothing_to_run_is_said_once_in_sync_and_silent_at_verbosity_0() -> None:
+    sync_views()
+    dry_run = run_command("sync_views", "--dry-run", "--database", "default")
+    assert (dry_run.exit_code, dry_run.stdout) == (
+        0,
+        "-- Database 'default': views in sync, nothing to run.\n",
+    )
+    quiet = run_command("sync_views", "--dry-run", "--database", "default", verbosity=0)
+    assert (quiet.exit_code, quiet.stdout) == (0, "")
+    check = run_command("sync_views", "--check", verbosity=0)
+    assert (check.exit_code, check.stdout, check.stderr) == (0, "", "")

@@ -71,9 +71,9 @@ class TestChangeDetection:
         kept_materialized = oid_of("shop_dailysales")
         original = shop_views.OrderTotals.sql
         try:
-            shop_views.OrderTotals.sql = original + " "  # type: ignore[misc]
+            shop_views.OrderTotals.sql = original + " "
             assert not plan_sync()  # blanks at the end are not a change
-            shop_views.OrderTotals.sql = original.replace("FROM", "FROM /* v2 */", 1)  # type: ignore[misc]
+            shop_views.OrderTotals.sql = original.replace("FROM", "FROM /* v2 */", 1)
             plan = plan_sync()
             changed = {action.name: action.reason for action in plan.changes}
             assert changed == {
@@ -84,7 +84,7 @@ class TestChangeDetection:
             sync()
             assert not plan_sync()
         finally:
-            shop_views.OrderTotals.sql = original  # type: ignore[misc]
+            shop_views.OrderTotals.sql = original
         # The unchanged materialized view was moved across, not rebuilt.
         assert oid_of("shop_dailysales") == kept_materialized
 
@@ -144,7 +144,7 @@ class TestStrategies:
 
     @pytest.mark.parametrize("strategy", ["swap", "recreate"])
     def test_sync_inside_an_outer_transaction(self, strategy: str) -> None:
-        CustomerFactory()
+        CustomerFactory.create()
         with transaction.atomic():
             sync("--strategy", strategy)
             assert fetch('SELECT count(*) FROM "views"."shop_customersanitised"') == [(1,)]
@@ -256,7 +256,7 @@ class TestGrants:
             return str(error).splitlines()[0]
 
     def test_analytics_reads_views_but_not_personal_data(self) -> None:
-        OrderLineFactory(order__status="paid")
+        OrderLineFactory.create(order__status="paid")
         sync()
         for view in (
             "shop_customersanitised",
@@ -298,7 +298,7 @@ class TestGrants:
 class TestMaterialized:
     def test_refresh_inside_a_transaction(self) -> None:
         sync()
-        OrderLineFactory(order__status="paid", quantity=3)
+        OrderLineFactory.create(order__status="paid", quantity=3)
         with transaction.atomic():
             from django_orm_views import refresh_materialized_view
 

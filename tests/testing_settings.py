@@ -11,4 +11,4 @@ import os
 from test_project.settings import *  # noqa: F403
 
 ORM_VIEWS_SYNC_ON_MIGRATE = os.environ.get("ORM_VIEWS_SYNC_ON_MIGRATE") == "1"
-ORM_VIEWS_GRANT_SELECT_TO: list[str] = []
+ORM_VIEWS_GRANT_SELECT_TO = []

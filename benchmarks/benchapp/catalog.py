@@ -174,7 +174,7 @@ def declare(spec: Spec, *, module: str) -> dict[str, type[BasePostgresView]]:
             attrs["pk_field"] = "id"
         else:
             attrs["security_barrier"] = True
-        view = type(name, bases, attrs)
+        view: type[BasePostgresView] = type(name, bases, attrs)
         declared[view.view_name] = view
     return declared
 

@@ -7,8 +7,9 @@ from test_project.shop.models import Customer, Order, OrderLine, Product
 from test_project.shop.postgres_views import CustomerSanitised, OrderSummary
 
 
+# ModelAdmin is generic in django-stubs only; subscripting it fails at runtime.
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["name", "email", "city", "country", "created_at"]
     list_filter = ["country"]
     search_fields = ["name", "email", "city"]
@@ -16,20 +17,20 @@ class CustomerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["sku", "name", "category", "price", "active"]
     list_filter = ["active", "category"]
     search_fields = ["sku", "name"]
 
 
-class OrderLineInline(admin.TabularInline):
+class OrderLineInline(admin.TabularInline):  # type: ignore[type-arg]
     model = OrderLine
     extra = 0
     raw_id_fields = ["product"]
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["id", "customer", "status", "shipping_country", "created_at"]
     list_filter = ["status", "shipping_country"]
     list_select_related = ["customer"]

@@ -29,7 +29,7 @@ ORDER_STATUSES = [
 ]
 
 
-class CustomerFactory(factory.django.DjangoModelFactory):
+class CustomerFactory(factory.django.DjangoModelFactory[Customer]):
     class Meta:
         model = Customer
         django_get_or_create = ("email",)
@@ -51,7 +51,7 @@ class CustomerFactory(factory.django.DjangoModelFactory):
     )
 
 
-class ProductFactory(factory.django.DjangoModelFactory):
+class ProductFactory(factory.django.DjangoModelFactory[Product]):
     class Meta:
         model = Product
         django_get_or_create = ("sku",)
@@ -63,7 +63,7 @@ class ProductFactory(factory.django.DjangoModelFactory):
     active = factory.Faker("boolean", chance_of_getting_true=90)
 
 
-class OrderFactory(factory.django.DjangoModelFactory):
+class OrderFactory(factory.django.DjangoModelFactory[Order]):
     class Meta:
         model = Order
 
@@ -75,7 +75,7 @@ class OrderFactory(factory.django.DjangoModelFactory):
     shipping_country = factory.LazyAttribute(lambda order: order.customer.country)
 
 
-class OrderLineFactory(factory.django.DjangoModelFactory):
+class OrderLineFactory(factory.django.DjangoModelFactory[OrderLine]):
     class Meta:
         model = OrderLine
 

@@ -7,8 +7,9 @@ from test_project.warehouse.models import StockMovement
 from test_project.warehouse.postgres_views import StockLevel
 
 
+# ModelAdmin is generic in django-stubs only; subscripting it fails at runtime.
 @admin.register(StockMovement)
-class StockMovementAdmin(admin.ModelAdmin):
+class StockMovementAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["sku", "location", "quantity", "moved_at"]
     list_filter = ["location"]
     search_fields = ["sku"]

@@ -3,6 +3,8 @@ the last migration (``final``): see tests/migrating_settings.py."""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from django.conf import settings
 from django.db import models
 
@@ -17,6 +19,11 @@ class Category(models.Model):
 
 
 class Item(models.Model):
+    # The django-stubs plugin reads test_project's settings, where this app is not
+    # installed, so it adds no manager; and each stage declares `price` differently.
+    objects: ClassVar[models.Manager[Item]]
+    price: models.Field[Any, Any]
+
     category = models.ForeignKey(Category, on_delete=models.PROTECT)
     if INITIAL:
         name = models.CharField(max_length=100)
