@@ -137,6 +137,22 @@ def run_statements(database: Database, statements: Sequence[str]) -> None:
         connection.close()
 
 
+def timed_transaction(
+    connection: Any, statements: Sequence[str], *, batched: bool = False
+) -> float:
+    """Run ``statements`` in one transaction on ``connection`` (opened beforehand, not in
+    autocommit), one by one or as one string; returns the time to COMMIT, in seconds."""
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        if batched:
+            cursor.execute(";\n".join(statements))
+        else:
+            for statement in statements:
+                cursor.execute(statement)
+    connection.commit()
+    return time.perf_counter() - started
+
+
 def drop_view_schemas(cursor: Any, schema: str = VIEWS_SCHEMA) -> None:
     """Drop the views schema and any staging or old schema beside it."""
     cursor.execute(

@@ -23,7 +23,6 @@ Run: ``.venv/bin/python benchmarks/bench_snapshot_build.py [--rows N] [--repeat 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -62,12 +61,7 @@ def raw_build(database: common.Database, statements: list[str]) -> float:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP MATERIALIZED VIEW IF EXISTS {RAW_VIEW}")
         connection.autocommit = False
-        started = time.perf_counter()
-        with connection.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement)
-        connection.commit()
-        return time.perf_counter() - started
+        return common.timed_transaction(connection, statements)
     finally:
         connection.close()
 

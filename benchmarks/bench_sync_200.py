@@ -41,15 +41,7 @@ def floor_full_sync(database: common.Database, statements: list[str], driver: st
 
         connection = psycopg.connect(**database.connect_kwargs(), autocommit=False)
     try:
-        started = time.perf_counter()
-        with connection.cursor() as cursor:
-            if driver.endswith("batched"):
-                cursor.execute(";\n".join(statements))
-            else:
-                for statement in statements:
-                    cursor.execute(statement)
-        connection.commit()
-        return time.perf_counter() - started
+        return common.timed_transaction(connection, statements, batched=driver.endswith("batched"))
     finally:
         connection.close()
 

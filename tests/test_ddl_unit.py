@@ -25,6 +25,8 @@ from django_orm_views.results import SyncReport, SyncResult
 from django_orm_views.sql import quote_literal
 from django_orm_views.views import BasePostgresView, declared_classes
 
+from .utils import rendered_view
+
 if TYPE_CHECKING:
     from pytest_django import Settings
 
@@ -57,17 +59,8 @@ def rendered(
     hidden: bool = False,
     reads: frozenset[str] = frozenset(),
 ) -> RenderedView:
-    return RenderedView(
-        view=view,
-        name=view.__name__.lower(),
-        database="default",
-        materialized=materialized,
-        hidden=hidden,
-        with_data=with_data,
-        select_sql="SELECT 1 AS id",
-        indexes=(),
-        references=reads,
-        declared_dependencies=frozenset(),
+    return rendered_view(
+        view, materialized=materialized, with_data=with_data, hidden=hidden, reads=reads
     )
 
 
@@ -156,7 +149,7 @@ class TestGrantsOnly:
         sync_plan = plan(snapshot)
         assert sync_plan and not sync_plan.changes_views
         assert sync_plan.describe() == [
-            f"grants view totals [Totals ({MODULE})]: revoke SELECT from bi_reader",
+            f"update view totals [Totals ({MODULE})]: revoke SELECT from bi_reader",
             "grants schema views: grant USAGE to analytics",
             "grants schema views: revoke USAGE from bi_reader",
         ]
@@ -178,9 +171,9 @@ class TestGrantsOnly:
         sync_plan = plan(catalog(in_sync()), roles=("analytics", "deploy"))
         assert sync_plan.extra_roles == {"deploy"}
         assert sync_plan.describe() == [
-            f"grants materialized view daily [Daily ({MODULE})]: grant SELECT to deploy",
-            f"grants view totals [Totals ({MODULE})]: grant SELECT to deploy",
-            f"grants view report [Report ({MODULE})]: grant SELECT to deploy",
+            f"update materialized view daily [Daily ({MODULE})]: grant SELECT to deploy",
+            f"update view totals [Totals ({MODULE})]: grant SELECT to deploy",
+            f"update view report [Report ({MODULE})]: grant SELECT to deploy",
             "grants schema views: grant USAGE to deploy",
         ]
         (grants,) = compile_plan(sync_plan).phases
@@ -210,7 +203,7 @@ class TestGrantsOnly:
             roles=("analytics", "deploy"),
         )
         assert sync_plan.describe() == [
-            f"grants view report [Report ({MODULE})]: record the roles granted by the last sync"
+            f"update view report [Report ({MODULE})]: record the roles granted by the last sync"
         ]
         (grants,) = compile_plan(sync_plan).phases
         assert sql_of(grants) == [
@@ -366,7 +359,7 @@ class TestPopulate:
         assert reasons(sync_plan)["daily"] == (ActionKind.REPLACE, "rebuilt with fresh data")
         assert reasons(sync_plan)["totals"] == (
             ActionKind.REPLACE,
-            "depends on daily, which change",
+            "depends on daily, which is rebuilt",
         )
         build = compile_plan(sync_plan).phases[0]
         daily = [step.sql for step in build.steps if step.view == "daily"]

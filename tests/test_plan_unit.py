@@ -21,6 +21,8 @@ from django_orm_views.introspection import (
 from django_orm_views.plan import ActionKind, DesiredState, SyncPlan, compare
 from django_orm_views.views import declared_classes
 
+from .utils import rendered_view
+
 if TYPE_CHECKING:
     from pytest_django import Settings
 
@@ -38,17 +40,8 @@ for declared in (Totals, Daily):
 
 
 def rendered(view: type, name: str, *, materialized: bool = False, reads: str = "") -> RenderedView:
-    return RenderedView(
-        view=view,
-        name=name,
-        database="default",
-        materialized=materialized,
-        hidden=False,
-        with_data=True,
-        select_sql="SELECT 1 AS id",
-        indexes=(),
-        references=frozenset({reads} if reads else ()),
-        declared_dependencies=frozenset(),
+    return rendered_view(
+        view, name, materialized=materialized, reads=frozenset({reads} if reads else ())
     )
 
 

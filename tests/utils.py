@@ -17,7 +17,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 
-from django_orm_views.compiler import parse_select, splice_schema
+from django_orm_views.compiler import RenderedView, parse_select, splice_schema
+from django_orm_views.views import BasePostgresView
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -163,3 +164,28 @@ def rewrite_schema(select_sql: str, schema: str, target_schema: str, names: Iter
         for reference in parsed.schema_references(schema)
     ]
     return splice_schema(select_sql, references, target_schema, names)
+
+
+def rendered_view(
+    view: type[BasePostgresView],
+    name: str | None = None,
+    *,
+    materialized: bool = False,
+    with_data: bool = True,
+    hidden: bool = False,
+    reads: frozenset[str] = frozenset(),
+) -> RenderedView:
+    """A view as the compiler renders it, built by hand for tests without a database:
+    ``SELECT 1 AS id``, reading the views ``reads``."""
+    return RenderedView(
+        view=view,
+        name=name or view.__name__.lower(),
+        database="default",
+        materialized=materialized,
+        hidden=hidden,
+        with_data=with_data,
+        select_sql="SELECT 1 AS id",
+        indexes=(),
+        references=reads,
+        declared_dependencies=frozenset(),
+    )
