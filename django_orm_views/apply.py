@@ -44,6 +44,7 @@ __all__ = [
     "SyncReport",
     "SyncResult",
     "apply_plan",
+    "check_roles",
     "compile_for",
     "drop_schema",
     "retry_on_lock",
@@ -58,6 +59,7 @@ LOCK_NOT_AVAILABLE = "55P03"
 DEADLOCK_DETECTED = "40P01"
 
 RETRYABLE_SQLSTATES = frozenset({LOCK_NOT_AVAILABLE, DEADLOCK_DETECTED})
+UNDEFINED_COLUMN = "42703"
 
 
 def retry_on_lock(operation: Callable[[], T], *, attempts: int) -> T:
@@ -234,6 +236,11 @@ def _execute_step(cursor: Any, step: Step, plan: SyncPlan) -> None:
         if step.view is not None and step.view in plan.rendered:
             subject = f"View {describe(plan.rendered[step.view].view)}"
             fix = "Fix the view's SQL, then run sync_views again."
+            if "COMMENT ON COLUMN" in step.sql and sqlstate_of(error) == UNDEFINED_COLUMN:
+                fix = (
+                    "Name a column of the view in its `column_comments` (or fix the field "
+                    "whose db_comment or help_text is set), then run sync_views again."
+                )
         else:
             subject = f"Sync of database '{plan.database}'"
             fix = "Fix the cause, then run sync_views again."
@@ -362,7 +369,8 @@ def _check_options(connection: BaseDatabaseWrapper, plan: SyncPlan) -> None:
                 )
 
 
-def _check_roles(connection: BaseDatabaseWrapper, plan: SyncPlan) -> None:
+def check_roles(connection: BaseDatabaseWrapper, plan: SyncPlan) -> None:
+    """Refuse, before anything changes, to grant to a role that does not exist."""
     declared = {role: item.view for item in plan.rendered.values() for role in item.grant_select_to}
     missing = missing_roles(connection, [*plan.roles, *declared])
     if missing:
@@ -409,7 +417,7 @@ def apply_plan(plan: SyncPlan, *, time_each_view: bool = False) -> SyncResult:
             plan = _replan(desired, snapshot, plan)
             result.plan = plan
             if plan:
-                _check_roles(connection, plan)
+                check_roles(connection, plan)
                 _check_options(connection, plan)
                 compiled = compile_for(connection, plan)
                 signals.pre_sync.send(sender=SyncPlan, plan=plan, database=plan.database)

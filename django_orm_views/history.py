@@ -240,8 +240,16 @@ def view_statuses(database: str = "default") -> tuple[SyncPlan, list[ViewStatus]
         ActionKind.CREATE: MISSING,
         ActionKind.DROP: NOT_DECLARED,
     }
+    # A view kept as it is but whose grants or comments differ is outdated too: a sync
+    # has work to do on it (and --check says so).
     found = {
-        action.name: (action.object_kind, states[action.kind], action.view)
+        action.name: (
+            action.object_kind,
+            OUTDATED
+            if action.kind is ActionKind.KEEP and action.is_change
+            else states[action.kind],
+            action.view,
+        )
         for action in plan.actions
     }
     # Relations the package did not create are listed too: a sync refuses to replace

@@ -177,7 +177,12 @@ def _analyst_problems(view: type[BasePostgresView]) -> list[Problem]:
         )
     else:
         problems += [
-            Problem("orm_views.E009", view, f"View {label}: `grant_select_to` {problem}.", "")
+            Problem(
+                "orm_views.E009",
+                view,
+                f"View {label}: `grant_select_to` names a role that cannot exist: {problem}.",
+                "Give the exact name of an existing role (at most 63 bytes, no NUL).",
+            )
             for problem in filter(None, map(role_name_problem, roles))
         ]
     for option in VIEW_OPTIONS:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from django.db import connections, router
 
-from .apply import SyncReport, SyncResult, apply_plan, compile_for, sync_lock
+from .apply import SyncReport, SyncResult, apply_plan, check_roles, compile_for, sync_lock
 from .conf import get_settings
 from .introspection import read_catalog
 from .plan import ActionKind, SyncPlan, ViewAction, plan_sync
@@ -81,6 +81,7 @@ def sync_views(
         if dry_run:
             result = SyncResult(database=alias, plan=plan, dry_run=True)
             if plan:
+                check_roles(connections[alias], plan)
                 result.statements = compile_for(connections[alias], plan).statements
             result.duration = time.perf_counter() - started
         else:

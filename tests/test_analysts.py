@@ -149,6 +149,36 @@ class TestComments:
         assert column_comment_of(relation, "total") == "Second text (total)"
 
 
+def test_a_column_comment_for_no_column_names_the_fix(declared_views: list[type]) -> None:
+    declared_views.append(
+        declare_view(
+            "Misnamed",
+            module=MODULE,
+            materialized=False,
+            prefix="analysts",
+            sql="SELECT 1 AS id",
+            column_comments={"idd": "A typo."},
+        )
+    )
+    result = run_command("sync_views", "--database", "default")
+    assert result.exit_code == 1
+    assert "Misnamed (tests.test_analysts)" in result.stderr
+    assert 'column "idd"' in result.stderr
+    assert "Name a column of the view in its `column_comments`" in result.stderr
+
+
+def test_list_views_shows_a_view_whose_grants_differ_as_outdated() -> None:
+    sync()
+    with connection.cursor() as cursor:
+        cursor.execute('REVOKE SELECT ON views.shop_ordertotals FROM "analytics"')
+    rows = json.loads(run_command("list_views", "--database", "default", "--format", "json").stdout)
+    states = {row["name"]: row["state"] for row in rows}
+    assert states["shop_ordertotals"] == "outdated"
+    assert states["shop_paidorders"] == "in sync"
+    output = sync("--verbosity", "2")
+    assert "  update  view shop_ordertotals" in output
+
+
 class TestOptions:
     def test_options_are_set_kept_and_listed(self, declared_views: list[type]) -> None:
         declared_views.append(
@@ -249,11 +279,13 @@ class TestGrants:
                 grant_select_to=["no_such_role_here"],
             )
         )
-        result = run_command("sync_views", "--database", "default")
-        assert result.exit_code == 1
-        assert "'no_such_role_here' (from grant_select_to of Ghostly (tests.test_analysts))" in (
-            result.stderr
-        )
+        for options in ((), ("--check",), ("--dry-run",)):
+            result = run_command("sync_views", "--database", "default", *options)
+            assert result.exit_code == 1, options
+            assert (
+                "'no_such_role_here' (from grant_select_to of Ghostly (tests.test_analysts))"
+                in result.stderr
+            )
         assert "Nothing was changed" in result.stderr
         assert fetch("SELECT to_regclass('views.analysts_ghostly')") == [(None,)]
 
@@ -322,6 +354,27 @@ class TestLineage:
         missing = run_command("list_views", "--database", "default", "--reads", "no_such.thing")
         assert missing.exit_code == 1
         assert "No table or column 'no_such.thing'" in missing.stderr
+
+    def test_reads_as_json(self) -> None:
+        sync()
+        output = run_command(
+            "list_views",
+            "--database",
+            "default",
+            "--reads",
+            "shop_customer.country",
+            "--format",
+            "json",
+        ).stdout
+        rows = json.loads(output)
+        assert {
+            "database": "default",
+            "reads": "public.shop_customer.country",
+            "name": "shop_customerrevenue",
+            "kind": "view",
+            "direct": True,
+        } in rows
+        assert all(row["name"] != "shop_ordertotals" for row in rows)
 
     def test_graph_and_format_must_agree(self) -> None:
         result = run_command("list_views", "--format", "dot")

@@ -176,8 +176,11 @@ class ProductSales(PostgresMaterialisedViewMixin, PostgresViewFromQueryset):
 
 
 class OrderSummary(ReadableViewFromQueryset):
-    """An order with its total; ``customer.order_summaries`` and
-    ``sanitised_customer.orders`` work from the other side."""
+    """An order with its total.
+
+    Readable through the ORM from the other side too: customer.order_summaries and
+    sanitised_customer.orders.
+    """
 
     prefix = "shop"
 

@@ -77,7 +77,7 @@ class Command(ViewsCommand):
         try:
             aliases = [options["database"]] if options["database"] else databases_to_sync()
             if options["reads"]:
-                self.print_readers(aliases, options["reads"])
+                self.print_readers(aliases, options["reads"], output)
                 return
             for alias in aliases:
                 plan, statuses = view_statuses(alias)
@@ -103,17 +103,28 @@ class Command(ViewsCommand):
                 self.stdout.write("")
             self.render_table(alias, schema, leftovers, statuses)
 
-    def print_readers(self, aliases: list[str], target: str) -> None:
+    def print_readers(self, aliases: list[str], target: str, output: str) -> None:
         schema = get_settings().schema
+        found = []
         for alias in aliases:
             label, readers = readers_of(alias, schema, target)
+            ordered = sorted(readers, key=lambda item: (not item.direct, item.name))
+            found += [
+                {"database": alias, "reads": label, "name": item.name, "kind": item.kind}
+                | {"direct": item.direct}
+                for item in ordered
+            ]
+            if output == "json":
+                continue
             if not readers:
                 self.stdout.write(f"Database '{alias}': no view of {schema!r} reads {label}.")
                 continue
             self.stdout.write(f"Database '{alias}': views of {schema!r} that read {label}:")
-            for reader in sorted(readers, key=lambda item: (not item.direct, item.name)):
+            for reader in ordered:
                 how = "directly" if reader.direct else "through other views"
                 self.stdout.write(f"  {reader.name} ({reader.kind}, {how})")
+        if output == "json":
+            self.stdout.write(json.dumps(found, indent=2))
 
     def render_table(
         self, alias: str, schema: str, leftovers: tuple[str, ...], statuses: list[ViewStatus]

@@ -14,7 +14,10 @@ from ..base import ViewsCommand
 
 
 class Command(ViewsCommand):
-    verbosity_help = "Verbosity: 0 prints nothing, 1 a line for each view refreshed, 2 also the order and mode chosen."
+    verbosity_help = (
+        "Verbosity: 0 prints nothing, 1 a summary line, 2 also a line for each view with its "
+        "mode, rows and time."
+    )
     help = (
         "Refresh materialized views (all of them, or the ones named), dependencies first. "
         "Views with a unique index are refreshed concurrently, the others rebuilt beside "

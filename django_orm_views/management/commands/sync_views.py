@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 
+from ...apply import check_roles
 from ...conf import STRATEGIES
 from ...diff import definition_diffs
 from ...exceptions import ViewError
@@ -92,6 +93,8 @@ class Command(ViewsCommand):
                 grant_select_permissions_to_user=options["grant_select_permissions_to_user"],
             )
             if plan:
+                # A sync of this plan would be refused: say so rather than list it.
+                check_roles(connections[alias], plan)
                 differs = True
                 self.stdout.write(
                     f"Database '{alias}' differs from the declared views:", self.style.WARNING
@@ -114,9 +117,12 @@ class Command(ViewsCommand):
             for action in result.plan.actions:
                 timing = result.view_timings.get(action.name)
                 suffix = f" ({timing:.3f}s)" if timing is not None else ""
-                self.stdout.write(
-                    f"  {action.kind.value:<7} {action.object_kind} {action.name}{suffix}"
+                verb = (
+                    "update"
+                    if action.kind.value == "keep" and action.is_change
+                    else action.kind.value
                 )
+                self.stdout.write(f"  {verb:<7} {action.object_kind} {action.name}{suffix}")
         if verbosity >= 3:
             for statement in result.statements:
                 self.stdout.write(f"    {statement};")
