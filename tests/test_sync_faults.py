@@ -491,7 +491,7 @@ def test_sync_killed_while_its_swap_waits_for_a_reader_leaves_nothing_behind(
             wait_for(
                 "the swap to wait for the reader of shop_dailysales",
                 lambda: syncs.backends(
-                    process, "wait_event_type = 'Lock' AND query LIKE '%SET SCHEMA%'"
+                    process, "wait_event_type = 'Lock' AND query LIKE '%%SET SCHEMA%%'"
                 ),
                 process=process,
             )
