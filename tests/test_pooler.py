@@ -28,7 +28,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,6 +38,9 @@ from urllib.parse import quote
 import psycopg2
 import pytest
 from django.db import connections
+
+from django_orm_views.conf import schema_name
+from django_orm_views.sync import sync_lock
 
 from .test_sync_faults import (
     LEFTOVERS,
@@ -55,9 +57,7 @@ from .test_sync_faults import (
 )
 from .utils import (
     REPOSITORY,
-    database_url,
     fetch,
-    manage_py,
     manage_py_env,
     relations_in,
     schemas_like,
@@ -73,8 +73,11 @@ CONCURRENT_SYNCS = 8
 # A forced sync of test_project's views takes a few seconds on a busy two-core machine.
 NEXT_SYNC_SECONDS = 20
 
-# pgbouncer runs as this user when the tests run as root (it refuses to run as root),
-# unless the server's socket directory belongs to another one.
+# application_name of the commands other than syncs run through the pooler.
+POOLED_COMMAND = "pooler_command"
+
+# pgbouncer refuses to run as root: when the tests run as root, it runs as the owner of
+# the server's socket directory, else as the first of these users that exists.
 UNPRIVILEGED_USERS = ("postgres", "nobody")
 
 # Every round of a reader, on whichever server connection the pooler gives it: no
@@ -130,6 +133,24 @@ class Pooler:
         connection.autocommit = True
         return connection
 
+    def waiting_clients(self) -> list[str]:
+        """application_name of each client of the test database that waits for a server
+        connection."""
+        connection = self.console()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW CLIENTS")
+                columns = [column[0] for column in cursor.description]
+                clients = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        finally:
+            connection.close()
+        name = connections["default"].settings_dict["NAME"]
+        return [
+            client["application_name"]
+            for client in clients
+            if client["database"] == name and client["state"].startswith("waiting")
+        ]
+
     def server_connections(self) -> int:
         """Server connections pgbouncer holds."""
         connection = self.console()
@@ -149,7 +170,7 @@ def free_port() -> int:
 
 def unprivileged_user(server_host: str) -> str:
     """Who pgbouncer runs as when we are root: the owner of the server's socket
-    directory (the only user besides root that may use the socket), else a system user."""
+    directory (the embedded server's is private to it), else a system user."""
     if server_host.startswith("/"):
         owner = os.stat(server_host).st_uid
         if owner != 0:
@@ -284,73 +305,17 @@ def syncs(clean_views_schema: None) -> Iterator[Syncs]:
 # Helpers ----------------------------------------------------------------------------------
 
 
-class Contention(threading.Thread):
-    """Samples, until stopped, how many syncs wait for the sync lock (asked of the server)
-    and how many clients wait for a server connection (asked of pgbouncer): the most of
-    each seen at once."""
-
-    def __init__(self, pooler: Pooler) -> None:
-        super().__init__(daemon=True)
-        self.pooler = pooler
-        self.stopped = threading.Event()
-        self.lock_waiters = 0
-        self.clients_waiting = 0
-        self.errors: list[str] = []
-
-    def run(self) -> None:
-        try:
-            server = psycopg2.connect(database_url(), application_name="pooler_contention")
-            server.autocommit = True
-            console = self.pooler.console()
-        except psycopg2.Error as error:
-            self.errors.append(repr(error))
-            return
-        try:
-            while not self.stopped.is_set():
-                with server.cursor() as cursor:
-                    # A sync that found the lock taken sleeps in its transaction before
-                    # it tries again.
-                    cursor.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in "
-                        "transaction' AND query LIKE 'SELECT pg_try_advisory_xact_lock(%%'"
-                    )
-                    self.lock_waiters = max(self.lock_waiters, cursor.fetchone()[0])
-                with console.cursor() as cursor:
-                    cursor.execute("SHOW POOLS")
-                    columns = [column[0] for column in cursor.description]
-                    waiting = sum(
-                        dict(zip(columns, row, strict=True))["cl_waiting"] for row in cursor
-                    )
-                    self.clients_waiting = max(self.clients_waiting, waiting)
-                self.stopped.wait(0.01)
-        except psycopg2.Error as error:
-            self.errors.append(repr(error))
-        finally:
-            server.close()
-            console.close()
-
-
-@contextlib.contextmanager
-def measuring_contention(pooler: Pooler) -> Iterator[Contention]:
-    contention = Contention(pooler)
-    contention.start()
-    try:
-        yield contention
-    finally:
-        contention.stopped.set()
-        contention.join(timeout=30)
-    assert contention.errors == []
-
-
 class PooledReader(Reader):
     """A Reader whose connection goes through the pooler and sets nothing for its session."""
+
+    application_name = "pooler_reader"
 
     def __init__(self, url: str, queries: Sequence[str], **options: Any) -> None:
         super().__init__(queries, **options)
         self.url = url
 
     def _connect(self) -> Any:
-        connection = psycopg2.connect(self.url, application_name="pooler_reader")
+        connection = psycopg2.connect(self.url, application_name=self.application_name)
         connection.autocommit = True
         return connection
 
@@ -387,25 +352,103 @@ def start_command(pooler: Pooler, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(REPOSITORY / "manage.py"), *args],
         cwd=REPOSITORY,
-        env=manage_py_env(pooler.env()),
+        env=manage_py_env(pooler.env({"PGAPPNAME": POOLED_COMMAND})),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
 
 
-def finish(process: subprocess.Popen[str], timeout: float = 240) -> tuple[str, str]:
-    """Wait for ``process``; its output, once it exited 0."""
+def all_waiting(pooler: Pooler, processes: Sequence[subprocess.Popen[str]]) -> bool:
+    """Whether ``processes`` all wait: POOL_SIZE of them for the sync lock, each on a
+    server connection of the pooler, the others for a server connection."""
+    for process in processes:
+        if process.poll() is not None:
+            stdout, stderr = process.communicate()
+            pytest.fail(
+                f"{process.args!r} exited with {process.returncode} while the test held the "
+                f"sync lock:\n{stdout}\n{stderr}"
+            )
+    waiting_for_lock = server_connections_waiting_for_the_lock()
+    waiting_for_server = [
+        name for name in pooler.waiting_clients() if name != PooledReader.application_name
+    ]
+    return (
+        len(waiting_for_lock) == POOL_SIZE and len(waiting_for_server) == len(processes) - POOL_SIZE
+    )
+
+
+@contextlib.contextmanager
+def everyone_waiting(pooler: Pooler, processes: Sequence[subprocess.Popen[str]]) -> Iterator[None]:
+    """Hold the sync lock, as a sync in progress would (straight on the server, from this
+    test process), until every one of ``processes`` (started in the block) waits."""
+    with sync_lock(connections["default"], schema_name(), wait=5):
+        yield
+        wait_for("every process to wait", lambda: all_waiting(pooler, processes), timeout=60)
+
+
+def communicate(process: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """``process``'s output once it has exited; a failure if it runs for ``timeout``."""
     try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+        pytest.fail(
+            f"{process.args!r} still ran after {timeout:g}s (waiting for a lock nobody "
+            f"holds?):\n{stdout}\n{stderr}"
+        )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 180) -> tuple[str, str]:
+    """Wait for ``process``; its output, once it exited 0."""
+    stdout, stderr = communicate(process, timeout)
     assert process.returncode == 0, (
         f"{process.args!r}: exit {process.returncode}\n{stdout}\n{stderr}"
     )
     return stdout, stderr
+
+
+def run_through(
+    pooler: Pooler, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``manage.py <args>`` in a new process, through the pooler."""
+    process = start_command(pooler, *args)
+    stdout, stderr = communicate(process, timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def server_connections_of_syncs(condition: str, *params: str) -> list[int]:
+    """Server connections (the pooler's) that match ``condition`` (SQL on pg_stat_activity)."""
+    # pg_stat_activity is read once a transaction; a caller may be in one (holding a lock).
+    fetch("SELECT pg_stat_clear_snapshot()")
+    rows = fetch(
+        f"SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND ({condition})",
+        list(params),
+    )
+    return [row[0] for row in rows]
+
+
+def server_connections_waiting_for_the_lock() -> list[int]:
+    """Server connections of syncs that wait for the sync lock: between two attempts to
+    take it (idle in their transaction), or blocked on it."""
+    return server_connections_of_syncs(
+        "query LIKE %s AND (state = 'idle in transaction' OR wait_event_type = 'Lock')",
+        "%advisory%lock(%",
+    )
+
+
+def assert_failed_in_one_line(process: subprocess.Popen[str], stage: str) -> None:
+    """``process``, a sync whose server connection was terminated ``stage``, exits 1 with
+    one line on stderr that says so, and no traceback."""
+    stdout, stderr = communicate(process, 60)
+    assert process.returncode == 1, stdout + stderr
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith(
+        f"CommandError: Sync of database 'default' lost its connection to PostgreSQL {stage} ("
+    ), stderr
+    assert stderr.rstrip().endswith("the live views are unchanged. Run sync_views again."), stderr
 
 
 def assert_nothing_left_behind(pooler: Pooler) -> None:
@@ -415,16 +458,13 @@ def assert_nothing_left_behind(pooler: Pooler) -> None:
     assert relations_in("views") == SHOP_RELATIONS
     assert schemas_like(LEFTOVERS) == []
     read_every_view()
-    check = manage_py(*SYNC, "--check", env=pooler.env())
+    check = run_through(pooler, *SYNC, "--check")
     assert check.returncode == 0, check.stdout + check.stderr
 
     # A sync alone takes a few seconds here; one waiting for a lock nobody holds would
     # wait ORM_VIEWS_SYNC_LOCK_WAIT (300 s) and fail.
     started = time.monotonic()
-    try:
-        result = manage_py(*SYNC, "--force", env=pooler.env(), timeout=NEXT_SYNC_SECONDS * 3)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the sync after the others still waited after {NEXT_SYNC_SECONDS * 3}s")
+    result = run_through(pooler, *SYNC, "--force", timeout=NEXT_SYNC_SECONDS * 3)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Synced on database 'default' (swap): 0 created, 9 replaced" in result.stdout
@@ -449,7 +489,7 @@ def test_syncs_through_the_pooler_prepare_no_statement(
         "    cursor.execute('SELECT count(*) FROM pg_prepared_statements')\n"
         "    print(connection.Database.__name__, cursor.fetchone()[0])\n"
     )
-    result = manage_py("shell", "--verbosity", "0", "--command", script, env=pooler.env())
+    result = run_through(pooler, "shell", "--verbosity", "0", "--command", script)
 
     assert result.returncode == 0, result.stdout + result.stderr
     driver, prepared = result.stdout.split()
@@ -460,10 +500,14 @@ def test_syncs_through_the_pooler_prepare_no_statement(
 def test_concurrent_forced_syncs_through_the_pooler_run_one_at_a_time(
     pooler: Pooler, syncs: Syncs
 ) -> None:
-    ok(manage_py(*SYNC, env=pooler.env()))
-    with reading_through(pooler) as readers, measuring_contention(pooler) as contention:
+    ok(run_through(pooler, *SYNC))
+    with reading_through(pooler) as readers:
+        processes: list[subprocess.Popen[str]] = []
+        # Every sync waits for another: the pooler lends each server connection to
+        # several of them in turn, and all of them take the lock one after the other.
+        with everyone_waiting(pooler, processes):
+            processes += [syncs.start("--force", env=pooler.env()) for _ in range(CONCURRENT_SYNCS)]
         started = time.monotonic()
-        processes = [syncs.start("--force", env=pooler.env()) for _ in range(CONCURRENT_SYNCS)]
         outputs = [finish(process)[0] for process in processes]
         elapsed = time.monotonic() - started
     assert_readers_untroubled(readers)
@@ -471,30 +515,27 @@ def test_concurrent_forced_syncs_through_the_pooler_run_one_at_a_time(
     for stdout in outputs:
         assert "Synced on database 'default' (swap): 0 created, 9 replaced" in stdout
     print(
-        f"{CONCURRENT_SYNCS} forced syncs through the pooler: {elapsed:.1f}s; reader rounds "
-        f"{[reader.rounds for reader in readers]}, slowest query "
-        f"{max(reader.slowest for reader in readers):.2f}s; at most {contention.lock_waiters} "
-        f"syncs waited for the lock, {contention.clients_waiting} clients for a server"
+        f"{CONCURRENT_SYNCS} forced syncs through the pooler, one after the other: "
+        f"{elapsed:.1f}s; reader rounds {[reader.rounds for reader in readers]}, slowest "
+        f"query {max(reader.slowest for reader in readers):.2f}s"
     )
-    # Otherwise this test proved nothing about syncs that share server connections.
-    assert contention.lock_waiters >= 1, "no sync ever waited for another"
-    assert contention.clients_waiting >= 1, "no client ever waited for a server connection"
     assert_nothing_left_behind(pooler)
 
 
 def test_refreshes_and_syncs_through_the_pooler_run_one_at_a_time(
     pooler: Pooler, syncs: Syncs
 ) -> None:
-    ok(manage_py(*SYNC, env=pooler.env()))
+    ok(run_through(pooler, *SYNC))
     refresh = ("refresh_views", "--database", "default")
     with reading_through(pooler) as readers:
-        processes = []
-        for round_ in range(3):
-            processes.append(syncs.start("--force", env=pooler.env()))
-            # Concurrently (in place, under the sync lock) and rebuilt beside the live
-            # view and swapped in (a sync of its own).
-            options = ("--no-concurrently",) if round_ == 1 else ()
-            processes.append(start_command(pooler, *refresh, *options))
+        processes: list[subprocess.Popen[str]] = []
+        with everyone_waiting(pooler, processes):
+            for round_ in range(3):
+                processes.append(syncs.start("--force", env=pooler.env()))
+                # Concurrently (in place, under the sync lock), or rebuilt beside the live
+                # view and swapped in (a sync of its own).
+                options = ("--no-concurrently",) if round_ == 1 else ()
+                processes.append(start_command(pooler, *refresh, *options))
         for process in processes:
             finish(process)
     assert_readers_untroubled(readers)
@@ -505,37 +546,43 @@ def test_refreshes_and_syncs_through_the_pooler_run_one_at_a_time(
 def test_sync_through_the_pooler_whose_server_connection_is_terminated_fails_cleanly(
     pooler: Pooler, syncs: Syncs
 ) -> None:
-    ok(manage_py(*SYNC, env=pooler.env()))
+    ok(run_through(pooler, *SYNC))
     before = live_state()
     with reading_through(pooler) as readers:
         process = syncs.start(
-            "--force",
-            fault_views="slow",
-            env=pooler.env({"FAULT_VIEWS_SLOW_SECONDS": "60"}),
+            "--force", fault_views="slow", env=pooler.env({"FAULT_VIEWS_SLOW_SECONDS": "20"})
         )
-        # The server connection pgbouncer lent the sync, building the slow view.
         backend = wait_for(
             "the sync to build the slow view in the staging schema",
-            lambda: fetch(
-                "SELECT pid FROM pg_stat_activity WHERE state = 'active' "
-                "AND query LIKE %s AND pid <> pg_backend_pid()",
-                ["%pg_sleep%"],
-            ),
+            lambda: server_connections_of_syncs("state = 'active' AND query LIKE %s", "%pg_sleep%"),
             process=process,
-        )[0][0]
+        )[0]
         fetch("SELECT pg_terminate_backend(%s)", [backend])
-        stdout, stderr = process.communicate(timeout=60)
-
-        assert process.returncode == 1, stdout + stderr
-        assert "Traceback" not in stderr
-        assert len(stderr.strip().splitlines()) == 1, stderr
-        assert stderr.startswith(
-            "CommandError: Sync of database 'default' lost its connection to PostgreSQL "
-            "while it ran ("
-        ), stderr
-        assert stderr.rstrip().endswith("the live views are unchanged. Run sync_views again.")
+        assert_failed_in_one_line(process, "while it ran")
         assert live_state() == before
         assert advisory_locks() == 0
     assert_readers_untroubled(readers)
+
+    assert_nothing_left_behind(pooler)
+
+
+def test_sync_through_the_pooler_terminated_while_it_waits_for_the_lock_fails_cleanly(
+    pooler: Pooler, syncs: Syncs
+) -> None:
+    ok(run_through(pooler, *SYNC))
+    before = live_state()
+    # This test process stands for a sync in progress: it holds the lock, straight on
+    # the server.
+    with sync_lock(connections["default"], schema_name(), wait=5):
+        process = syncs.start("--force", env=pooler.env())
+        # Between two attempts, a sync that found the lock taken sleeps in its transaction.
+        backend = wait_for(
+            "the sync to wait for the lock",
+            server_connections_waiting_for_the_lock,
+            process=process,
+        )[0]
+        fetch("SELECT pg_terminate_backend(%s)", [backend])
+        assert_failed_in_one_line(process, "while it waited for the sync lock")
+    assert live_state() == before
 
     assert_nothing_left_behind(pooler)
