@@ -793,11 +793,12 @@ def sync_lock(connection: BaseDatabaseWrapper, schema: str, wait: float) -> Iter
     key = _advisory_key(schema)
     deadline = time.monotonic() + wait
     delay = 0.02
-    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-        while True:
+    while True:
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [key])
             if cursor.fetchone()[0]:
-                break
+                yield
+                return
             if time.monotonic() >= deadline:
                 cursor.execute(
                     "SELECT string_agg(pid::text, ', ') FROM pg_locks WHERE locktype = "
@@ -810,9 +811,12 @@ def sync_lock(connection: BaseDatabaseWrapper, schema: str, wait: float) -> Iter
                     f"held the sync lock for more than {wait:g}s. Let it finish and run "
                     "sync_views again, or raise ORM_VIEWS_SYNC_LOCK_WAIT."
                 )
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
-        yield
+        # Wait between attempts outside any transaction of ours: through a
+        # transaction-mode pooler, a sync sleeping in an open transaction keeps one of
+        # the pool's few server connections from every other client (readers included)
+        # for as long as it waits.
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
 
 
 # Views whose statements go to the server in one round trip when their durations are not

@@ -7,7 +7,8 @@ setting that outlives its transaction then belongs to whichever client comes nex
 syncs here run in ``manage.py`` subprocesses whose DATABASE_URL goes through a real
 pgbouncer (Debian's package, started on a port of its own with fewer server connections
 than there are clients, so that they really share them); the readers go through it too
-and check, on every round, that their server connection carries nothing left by a sync.
+and check, on every round, that their server connection carries nothing left by a sync,
+and they must keep reading while syncs wait for the sync lock.
 
 What the test process asserts about the server (locks, schemas, backends) it reads on its
 own connection, straight from the server, never through the pooler.
@@ -73,8 +74,9 @@ CONCURRENT_SYNCS = 8
 # A forced sync of test_project's views takes a few seconds on a busy two-core machine.
 NEXT_SYNC_SECONDS = 20
 
-# application_name of the commands other than syncs run through the pooler.
-POOLED_COMMAND = "pooler_command"
+# Seconds a sync has, once connected to the pooler, to reach the point where it waits for
+# the sync lock (it reads the catalog and renders the views first).
+WAITING_SECONDS = 3
 
 # pgbouncer refuses to run as root: when the tests run as root, it runs as the owner of
 # the server's socket directory, else as the first of these users that exists.
@@ -133,9 +135,8 @@ class Pooler:
         connection.autocommit = True
         return connection
 
-    def waiting_clients(self) -> list[str]:
-        """application_name of each client of the test database that waits for a server
-        connection."""
+    def client_names(self) -> list[str]:
+        """application_name of each client of the test database."""
         connection = self.console()
         try:
             with connection.cursor() as cursor:
@@ -145,11 +146,7 @@ class Pooler:
         finally:
             connection.close()
         name = connections["default"].settings_dict["NAME"]
-        return [
-            client["application_name"]
-            for client in clients
-            if client["database"] == name and client["state"].startswith("waiting")
-        ]
+        return [client["application_name"] for client in clients if client["database"] == name]
 
     def server_connections(self) -> int:
         """Server connections pgbouncer holds."""
@@ -347,44 +344,57 @@ def assert_readers_untroubled(readers: Sequence[PooledReader]) -> None:
         assert reader.rounds >= 3, "a reader barely ran"
 
 
-def start_command(pooler: Pooler, *args: str) -> subprocess.Popen[str]:
+def start_command(
+    pooler: Pooler, *args: str, application_name: str = "pooler_command"
+) -> subprocess.Popen[str]:
     """``manage.py <args>`` in a new process, through the pooler."""
     return subprocess.Popen(
         [sys.executable, str(REPOSITORY / "manage.py"), *args],
         cwd=REPOSITORY,
-        env=manage_py_env(pooler.env({"PGAPPNAME": POOLED_COMMAND})),
+        env=manage_py_env(pooler.env({"PGAPPNAME": application_name})),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
 
 
-def all_waiting(pooler: Pooler, processes: Sequence[subprocess.Popen[str]]) -> bool:
-    """Whether ``processes`` all wait: POOL_SIZE of them for the sync lock, each on a
-    server connection of the pooler, the others for a server connection."""
-    for process in processes:
-        if process.poll() is not None:
-            stdout, stderr = process.communicate()
-            pytest.fail(
-                f"{process.args!r} exited with {process.returncode} while the test held the "
-                f"sync lock:\n{stdout}\n{stderr}"
-            )
-    waiting_for_lock = server_connections_waiting_for_the_lock()
-    waiting_for_server = [
-        name for name in pooler.waiting_clients() if name != PooledReader.application_name
-    ]
-    return (
-        len(waiting_for_lock) == POOL_SIZE and len(waiting_for_server) == len(processes) - POOL_SIZE
-    )
-
-
 @contextlib.contextmanager
-def everyone_waiting(pooler: Pooler, processes: Sequence[subprocess.Popen[str]]) -> Iterator[None]:
+def all_waiting_for_the_lock(
+    pooler: Pooler,
+    processes: Sequence[subprocess.Popen[str]],
+    application_names: Sequence[str],
+    readers: Sequence[PooledReader],
+) -> Iterator[None]:
     """Hold the sync lock, as a sync in progress would (straight on the server, from this
-    test process), until every one of ``processes`` (started in the block) waits."""
+    test process), until each of ``processes`` (started in the block, each with its
+    application_name) is connected to the pooler and has had time to start waiting for
+    the lock; then check that ``readers`` still read through the pooler while they all
+    wait."""
     with sync_lock(connections["default"], schema_name(), wait=5):
         yield
-        wait_for("every process to wait", lambda: all_waiting(pooler, processes), timeout=60)
+
+        def all_connected() -> bool:
+            for process in processes:
+                if process.poll() is not None:
+                    stdout, stderr = process.communicate()
+                    pytest.fail(
+                        f"{process.args!r} exited with {process.returncode} while the test "
+                        f"held the sync lock:\n{stdout}\n{stderr}"
+                    )
+            return set(application_names) <= set(pooler.client_names())
+
+        wait_for("every process to connect to the pooler", all_connected, timeout=60)
+        time.sleep(WAITING_SECONDS)
+        rounds = [reader.rounds for reader in readers]
+        time.sleep(1)
+        progressed = [
+            reader.rounds - before for reader, before in zip(readers, rounds, strict=True)
+        ]
+        # A sync that waits for the lock in an open transaction keeps a server connection
+        # of the pooler all that time; a few of them keep every other client out.
+        assert min(progressed) > 0, (
+            "readers got no server connection from the pooler while syncs waited for the lock"
+        )
 
 
 def communicate(process: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
@@ -416,26 +426,6 @@ def run_through(
     process = start_command(pooler, *args)
     stdout, stderr = communicate(process, timeout)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-
-def server_connections_of_syncs(condition: str, *params: str) -> list[int]:
-    """Server connections (the pooler's) that match ``condition`` (SQL on pg_stat_activity)."""
-    # pg_stat_activity is read once a transaction; a caller may be in one (holding a lock).
-    fetch("SELECT pg_stat_clear_snapshot()")
-    rows = fetch(
-        f"SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND ({condition})",
-        list(params),
-    )
-    return [row[0] for row in rows]
-
-
-def server_connections_waiting_for_the_lock() -> list[int]:
-    """Server connections of syncs that wait for the sync lock: between two attempts to
-    take it (idle in their transaction), or blocked on it."""
-    return server_connections_of_syncs(
-        "query LIKE %s AND (state = 'idle in transaction' OR wait_event_type = 'Lock')",
-        "%advisory%lock(%",
-    )
 
 
 def assert_failed_in_one_line(process: subprocess.Popen[str], stage: str) -> None:
@@ -503,9 +493,9 @@ def test_concurrent_forced_syncs_through_the_pooler_run_one_at_a_time(
     ok(run_through(pooler, *SYNC))
     with reading_through(pooler) as readers:
         processes: list[subprocess.Popen[str]] = []
-        # Every sync waits for another: the pooler lends each server connection to
-        # several of them in turn, and all of them take the lock one after the other.
-        with everyone_waiting(pooler, processes):
+        # Every sync waits for another, and all of them take the lock one after the other
+        # on whichever server connection the pooler lends them.
+        with all_waiting_for_the_lock(pooler, processes, syncs.application_names, readers):
             processes += [syncs.start("--force", env=pooler.env()) for _ in range(CONCURRENT_SYNCS)]
         started = time.monotonic()
         outputs = [finish(process)[0] for process in processes]
@@ -529,13 +519,18 @@ def test_refreshes_and_syncs_through_the_pooler_run_one_at_a_time(
     refresh = ("refresh_views", "--database", "default")
     with reading_through(pooler) as readers:
         processes: list[subprocess.Popen[str]] = []
-        with everyone_waiting(pooler, processes):
+        names: list[str] = []
+        with all_waiting_for_the_lock(pooler, processes, names, readers):
             for round_ in range(3):
                 processes.append(syncs.start("--force", env=pooler.env()))
+                names.append(syncs.application_names[-1])
                 # Concurrently (in place, under the sync lock), or rebuilt beside the live
                 # view and swapped in (a sync of its own).
                 options = ("--no-concurrently",) if round_ == 1 else ()
-                processes.append(start_command(pooler, *refresh, *options))
+                names.append(f"pooler_refresh_{round_}")
+                processes.append(
+                    start_command(pooler, *refresh, *options, application_name=names[-1])
+                )
         for process in processes:
             finish(process)
     assert_readers_untroubled(readers)
@@ -554,35 +549,17 @@ def test_sync_through_the_pooler_whose_server_connection_is_terminated_fails_cle
         )
         backend = wait_for(
             "the sync to build the slow view in the staging schema",
-            lambda: server_connections_of_syncs("state = 'active' AND query LIKE %s", "%pg_sleep%"),
+            lambda: fetch(
+                "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s "
+                "AND pid <> pg_backend_pid()",
+                ["%pg_sleep%"],
+            ),
             process=process,
-        )[0]
+        )[0][0]
         fetch("SELECT pg_terminate_backend(%s)", [backend])
         assert_failed_in_one_line(process, "while it ran")
         assert live_state() == before
         assert advisory_locks() == 0
     assert_readers_untroubled(readers)
-
-    assert_nothing_left_behind(pooler)
-
-
-def test_sync_through_the_pooler_terminated_while_it_waits_for_the_lock_fails_cleanly(
-    pooler: Pooler, syncs: Syncs
-) -> None:
-    ok(run_through(pooler, *SYNC))
-    before = live_state()
-    # This test process stands for a sync in progress: it holds the lock, straight on
-    # the server.
-    with sync_lock(connections["default"], schema_name(), wait=5):
-        process = syncs.start("--force", env=pooler.env())
-        # Between two attempts, a sync that found the lock taken sleeps in its transaction.
-        backend = wait_for(
-            "the sync to wait for the lock",
-            server_connections_waiting_for_the_lock,
-            process=process,
-        )[0]
-        fetch("SELECT pg_terminate_backend(%s)", [backend])
-        assert_failed_in_one_line(process, "while it waited for the sync lock")
-    assert live_state() == before
 
     assert_nothing_left_behind(pooler)
