@@ -12,12 +12,12 @@ help:
 	@echo "make install  create $(VENV) and install the package with the [$(EXTRAS)] extras"
 	@echo "make demo     migrate, seed, sync the views and read them as the analytics role"
 	@echo "make test     run the test suite under coverage (PYTEST_ARGS=... to pass options)"
-	@echo "make test-matrix  the tests for Django 4.2/5.1/5.2 x psycopg2/psycopg 3 x servers (nox)"
+	@echo "make test-matrix  the tests for Django 4.2/5.2/6.0/6.1 x psycopg2/psycopg 3 x PostgreSQL 15/18 (nox)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make format   ruff format and ruff check --fix"
 	@echo "make bench    run every benchmarks/bench_*.py"
 	@echo "make clean    remove the virtualenv, caches and build output"
-	@echo "DATABASE_URL=postgresql://... selects a server; unset, an embedded one is started."
+	@echo "DATABASE_URL=postgresql://... selects a server; unset, an embedded PostgreSQL 18 is started."
 
 $(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +27,18 @@ $(INSTALLED): setup.cfg pyproject.toml
 
 install: $(INSTALLED)
 
+# Each of demo and test first says which PostgreSQL it uses (DATABASE_URL without its
+# password, or the embedded server's version and data directory).
+SERVER_LINE := $(BIN)/python -m test_project.embedded_postgres
+
 demo: $(INSTALLED)
+	@$(SERVER_LINE)
 	$(BIN)/python manage.py demo
 
 # pytest exits 5 when it collects no test; that is not a failure of the code under
 # test, so it is reported and tolerated, while every other non-zero status fails.
 test: $(INSTALLED)
+	@$(SERVER_LINE)
 	$(BIN)/python -m coverage erase
 	@status=0; $(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: nothing to report"; exit 0; fi; \
