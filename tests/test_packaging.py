@@ -22,10 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from .utils import REPOSITORY
+from scripts.find_python import find_python
 
-sys.path.insert(0, str(REPOSITORY / "scripts"))
-from find_python import find_python  # noqa: E402
+from .utils import REPOSITORY
 
 NEWEST_DJANGO = "6.1"
 SUPPORTED_DJANGO = ("4.2", "5.2", "6.0", "6.1")
@@ -107,9 +106,7 @@ def test_the_wheel_declares_the_supported_versions(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         top_level = {name.split("/")[0] for name in archive.namelist()}
         assert "django_orm_views/py.typed" in archive.namelist()
-    assert {name for name in top_level if not name.endswith(".dist-info")} == {
-        "django_orm_views"
-    }
+    assert {name for name in top_level if not name.endswith(".dist-info")} == {"django_orm_views"}
 
 
 @pytest.mark.packaging
