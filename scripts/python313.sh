@@ -61,12 +61,14 @@ apt_options=(
     -o "Dir::Etc::sourceparts=-"
     -o "Dir::State::Lists=$work/lists"
     -o "APT::Get::List-Cleanup=0"
+    # The private folders belong to whoever runs this, not to apt's _apt user.
+    -o "APT::Sandbox::User=$(id -un)"
 )
 say "fetching the source list of Debian trixie"
 apt-get "${apt_options[@]}" update -qq >&2
 say "downloading the python3.13 source package"
 (cd "$work/src" && apt-get "${apt_options[@]}" source --download-only python3.13 >&2)
-tarball=$(find "$work/src" -maxdepth 1 -name 'python3.13_*.orig.tar.*' | head -n 1)
+tarball=$(find "$work/src" -maxdepth 1 -name 'python3.13_*.orig.tar.*' ! -name '*.asc' | head -n 1)
 [ -n "$tarball" ] || { say "no upstream tarball in the source package" ; exit 1; }
 say "unpacking $(basename "$tarball")"
 tar -xf "$tarball" -C "$work/src"
