@@ -172,8 +172,8 @@ def ensure_database_url() -> str:
 def redacted_url(url: str) -> str:
     """``url`` without its password, a unix socket directory shown as a path."""
     parts = urlsplit(url)
-    host = unquote(parts.hostname or "") if parts.hostname else ""
-    location = host + (f":{parts.port}" if parts.port else "")
+    # Not parts.hostname, which lowercases (a socket directory's case matters).
+    location = unquote(parts.netloc.rpartition("@")[2])
     user = f"{unquote(parts.username)}@" if parts.username else ""
     return f"{parts.scheme}://{user}{location}{parts.path}"
 
