@@ -46,10 +46,10 @@ test: $(INSTALLED)
 	$(BIN)/python -m coverage combine --quiet; \
 	$(BIN)/python -m coverage report
 
-# The support matrix (noxfile.py): one nox session for each Django and driver, each
-# running the suite against the embedded and the machine PostgreSQL; virtualenvs are
-# reused. NOX_ARGS passes options (NOX_ARGS=--list shows the sessions);
-# ORM_VIEWS_MATRIX_SERVERS=machine limits the servers.
+# The support matrix (noxfile.py): one nox session for each Django, driver and
+# PostgreSQL (15: the machine's, 18: the embedded one), each Django on the Python it
+# needs; virtualenvs are reused. NOX_ARGS passes options (NOX_ARGS=--list shows the
+# sessions; NOX_ARGS="-k \"postgres='18'\"" runs those on one server).
 .PHONY: test-matrix
 test-matrix: $(INSTALLED)
 	$(BIN)/nox $(NOX_ARGS)
