@@ -12,13 +12,13 @@ help:
 	@echo "make install  create $(VENV) and install the package with the [$(EXTRAS)] extras"
 	@echo "make demo     migrate, seed, sync the views and read them as the analytics role"
 	@echo "make test     run the test suite under coverage (PYTEST_ARGS=... to pass options)"
-	@echo "make test-matrix  the tests for Django 4.2/5.1/5.2 x psycopg2/psycopg 3 x servers (nox)"
+	@echo "make test-matrix  the tests for Django 4.2/5.2/6.0/6.1 x psycopg2/psycopg 3 x PostgreSQL 15/18 (nox)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make format   ruff format and ruff check --fix"
 	@echo "make docs     build the documentation site into site/ (mkdocs build --strict)"
 	@echo "make bench    run every benchmarks/bench_*.py"
 	@echo "make clean    remove the virtualenv, caches and build output"
-	@echo "DATABASE_URL=postgresql://... selects a server; unset, an embedded one is started."
+	@echo "DATABASE_URL=postgresql://... selects a server; unset, an embedded PostgreSQL 18 is started."
 
 $(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,12 @@ $(INSTALLED): setup.cfg pyproject.toml
 
 install: $(INSTALLED)
 
+# Each of demo and test first says which PostgreSQL it uses (DATABASE_URL without its
+# password, or the embedded server's version and data directory).
+SERVER_LINE := $(BIN)/python -m test_project.embedded_postgres
+
 demo: $(INSTALLED)
+	@$(SERVER_LINE)
 	$(BIN)/python manage.py demo
 
 # pytest exits 5 when it collects no test; that is not a failure of the code under
@@ -36,6 +41,7 @@ demo: $(INSTALLED)
 # The report prints the total and exits 2 under [tool.coverage.report] fail_under,
 # which fails the target.
 test: $(INSTALLED)
+	@$(SERVER_LINE)
 	$(BIN)/python -m coverage erase
 	@status=0; $(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: nothing to report"; exit 0; fi; \
@@ -43,10 +49,10 @@ test: $(INSTALLED)
 	$(BIN)/python -m coverage combine --quiet && \
 	$(BIN)/python -m coverage report
 
-# The support matrix (noxfile.py): one nox session for each Django and driver, each
-# running the suite against the embedded and the machine PostgreSQL; virtualenvs are
-# reused. NOX_ARGS passes options (NOX_ARGS=--list shows the sessions);
-# ORM_VIEWS_MATRIX_SERVERS=machine limits the servers.
+# The support matrix (noxfile.py): one nox session for each Django, driver and
+# PostgreSQL (15: the machine's, 18: the embedded one), each Django on the Python it
+# needs; virtualenvs are reused. NOX_ARGS passes options (NOX_ARGS=--list shows the
+# sessions; NOX_ARGS="-k \"postgres='18'\"" runs those on one server).
 .PHONY: test-matrix
 test-matrix: $(INSTALLED)
 	$(BIN)/nox $(NOX_ARGS)

@@ -1,7 +1,8 @@
 """The same behaviour with psycopg 3 and psycopg2: parameter binding in rendered views.
 
 Django uses psycopg 3 when it is installed, psycopg2 otherwise; the nox sessions
-install one of them only and set ORM_VIEWS_EXPECTED_DRIVER to check which one runs.
+install one of them only and set ORM_VIEWS_EXPECTED_DRIVER to check which one runs, and
+ORM_VIEWS_EXPECTED_POSTGRES to check the server's major version.
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ def test_the_expected_driver_runs() -> None:
     expected = os.environ.get("ORM_VIEWS_EXPECTED_DRIVER")
     if expected:
         assert driver == expected
+
+
+def test_the_expected_postgresql_runs() -> None:
+    major = connection.pg_version // 10000
+    assert major >= 15, f"PostgreSQL {major} is older than the oldest supported, 15"
+    expected = os.environ.get("ORM_VIEWS_EXPECTED_POSTGRES")
+    if expected:
+        assert major == int(expected)
 
 
 def test_the_package_imports_no_driver() -> None:

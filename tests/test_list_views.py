@@ -169,7 +169,15 @@ def test_outdated_missing_and_undeclared_objects(declared_views: list[type]) -> 
         "shop_productsales": ("materialized view", "in sync"),
         "stray": ("table", "not declared"),
     }
-    assert rows["old_totals"][3:6] == ["yes", "1", "8192 bytes"]
+    # One heap page; PostgreSQL 18 also writes a visibility map page as it fills a
+    # materialized view (15 does not), and the size shown is the whole relation's.
+    with connection.cursor() as cursor:
+        cursor.execute("""SELECT pg_relation_size('"views"."old_totals"', 'vm')""")
+        (visibility_map_bytes,) = cursor.fetchone()
+    expected_size = {0: "8192 bytes", 8192: "16 kB"}[visibility_map_bytes]
+    if connection.pg_version >= 180000:
+        assert expected_size == "16 kB"
+    assert rows["old_totals"][3:6] == ["yes", "1", expected_size]
     assert footer == [
         "12 view(s): 6 in sync, 3 outdated, 1 missing, 2 not declared.",
         "Run `manage.py sync_views --database default` to make the database match the code.",
