@@ -55,7 +55,7 @@ def test_the_expected_driver_runs() -> None:
 
 
 def test_the_expected_postgresql_runs() -> None:
-    major = connection.pg_version // 10000
+    major = connection.pg_version // 10000  # type: ignore[attr-defined]
     assert major >= 15, f"PostgreSQL {major} is older than the oldest supported, 15"
     expected = os.environ.get("ORM_VIEWS_EXPECTED_POSTGRES")
     if expected:
