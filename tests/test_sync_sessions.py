@@ -39,6 +39,11 @@ from .utils import REPOSITORY, declare_view, fetch, manage_py_env, relations_in,
 pytestmark = pytest.mark.usefixtures("clean_views_schema")
 
 MILLION = 1_000_000
+# A sync waiting for the lock tries it in a short transaction of its own, then sleeps
+# outside it: its backend's last statement is the try, or the COMMIT that ended it.
+WAITING_FOR_THE_LOCK = (
+    "query LIKE '%%pg_try_advisory_xact_lock%%' OR (query = 'COMMIT' AND state = 'idle')"
+)
 SYNC = ("sync_views", "--database", "default")
 
 # manage.py, with the sync stopping itself (SIGSTOP) right after the statements of the
@@ -168,7 +173,7 @@ def test_terminated_while_waiting_for_the_lock(syncs: Syncs) -> None:
         process = syncs.start("--force")
         pids = wait_for(
             "the sync to wait for the lock",
-            lambda: syncs.backends(process, "query LIKE '%%pg_try_advisory_xact_lock%%'"),
+            lambda: syncs.backends(process, WAITING_FOR_THE_LOCK),
             process=process,
         )
         time.sleep(0.3)
@@ -280,7 +285,7 @@ def test_a_sync_never_continues_without_its_lock(syncs: Syncs) -> None:
     second = syncs.start("--force")
     wait_for(
         "the second sync to wait for the lock",
-        lambda: syncs.backends(second, "query LIKE '%%pg_try_advisory_xact_lock%%'"),
+        lambda: syncs.backends(second, WAITING_FOR_THE_LOCK),
         process=second,
     )
     terminate(pids)
