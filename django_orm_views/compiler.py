@@ -101,7 +101,12 @@ def render_view(
         )
     try:
         # The driver binds the parameters client-side, exactly as it would for execute().
-        bound: str = connection.ops.compose_sql(sql, params)  # type: ignore[attr-defined]
+        # Without parameters nor a % to unescape, there is nothing for it to do.
+        bound: str = (
+            connection.ops.compose_sql(sql, params)  # type: ignore[attr-defined]
+            if params or "%" in sql
+            else sql
+        )
     except (TypeError, ValueError, IndexError, KeyError, connection.Database.Error) as error:  # type: ignore[attr-defined]
         raise InvalidViewError(
             f"View {describe(view)}: its SQL and params do not match ({error}). Write a "
@@ -184,8 +189,17 @@ def parse_select(sql: str, view: type[BasePostgresView] | None = None) -> Parsed
             f"{label} has SQL that contains a NUL character, which PostgreSQL does not "
             "accept in a statement. Remove it from the view's `sql` (or `get_queryset`)."
         )
+    # The schema-qualified relations are collected as the JSON is decoded (one pass).
+    range_vars: list[dict[str, Any]] = []
+
+    def collect(node: dict[str, Any]) -> dict[str, Any]:
+        range_var = node.get("RangeVar")
+        if isinstance(range_var, dict) and range_var.get("schemaname"):
+            range_vars.append(range_var)
+        return node
+
     try:
-        tree = json.loads(parse_sql_json(sql))
+        tree = json.loads(parse_sql_json(sql), object_hook=collect)
     except ParseError as error:
         raise InvalidViewError(
             f"{label} has SQL that PostgreSQL cannot parse: {error}. "
@@ -220,24 +234,15 @@ def parse_select(sql: str, view: type[BasePostgresView] | None = None) -> Parsed
     text = sql[start:end]
     # The parser's locations are byte offsets into ``sql``; keep them relative to ``text``.
     skipped = len(sql[:start].encode())
-    relations: list[tuple[str, str, int, str | None]] = []
-    pending: list[Any] = [statement]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, dict):
-            range_var = node.get("RangeVar")
-            if isinstance(range_var, dict) and range_var.get("schemaname"):
-                relations.append(
-                    (
-                        range_var["schemaname"],
-                        range_var.get("relname", ""),
-                        range_var.get("location", 0) - skipped,
-                        range_var.get("catalogname"),
-                    )
-                )
-            pending.extend(node.values())
-        elif isinstance(node, list):
-            pending.extend(node)
+    relations = [
+        (
+            range_var["schemaname"],
+            range_var.get("relname", ""),
+            range_var.get("location", 0) - skipped,
+            range_var.get("catalogname"),
+        )
+        for range_var in range_vars
+    ]
     return ParsedSelect(text, tuple(relations), start)
 
 
@@ -255,6 +260,11 @@ def _statement_span(sql: str, statement: dict[str, Any]) -> tuple[int, int]:
     last_byte = first_byte + length if length else len(encoded)
     first = len(encoded[:first_byte].decode())
     last = len(encoded[:last_byte].decode())
+    if "--" not in sql and "/*" not in sql:
+        # No comment to trim (the common case): blanks alone, without the scanner.
+        text = sql[first:last]
+        start = first + len(text) - len(text.lstrip())
+        return start, first + len(text.rstrip())
     tokens = [
         token
         for token in scan(sql)
