@@ -16,7 +16,7 @@ from django_orm_views.views import declared_classes
 from test_project.shop import postgres_views as shop_views
 
 from .conftest import ANALYTICS_ROLE, create_role
-from .utils import declare_view, fetch, run_command
+from .utils import declare_view, fetch, run_command, schema_state
 
 pytestmark = pytest.mark.django_db
 
@@ -150,6 +150,8 @@ class TestComments:
 
 
 def test_a_column_comment_for_no_column_names_the_fix(declared_views: list[type]) -> None:
+    sync()
+    before = schema_state()
     declared_views.append(
         declare_view(
             "Misnamed",
@@ -165,6 +167,61 @@ def test_a_column_comment_for_no_column_names_the_fix(declared_views: list[type]
     assert "Misnamed (tests.test_analysts)" in result.stderr
     assert 'column "idd"' in result.stderr
     assert "Name a column of the view in its `column_comments`" in result.stderr
+    assert schema_state() == before
+
+
+def test_an_option_the_server_lacks_fails_before_anything_changes(
+    declared_views: list[type],
+) -> None:
+    sync()
+    before = schema_state()
+    declared_views.append(
+        declare_view(
+            "Invoker",
+            module=MODULE,
+            materialized=False,
+            prefix="analysts",
+            sql="SELECT 1 AS id",
+            security_invoker=True,
+        )
+    )
+    # The server's major as Django read it, set lower: security_invoker came with 15.
+    real = connection.pg_version  # type: ignore[attr-defined]
+    connection.pg_version = 140013  # type: ignore[attr-defined]
+    try:
+        result = run_command("sync_views", "--database", "default")
+    finally:
+        connection.pg_version = real  # type: ignore[attr-defined]
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "CommandError: View Invoker (tests.test_analysts) sets `security_invoker`, which "
+        "PostgreSQL 14 does not have (it needs PostgreSQL 15 or newer). Remove it, or "
+        "upgrade the server. Nothing was changed.\n"
+    )
+    assert schema_state() == before
+
+
+def test_a_diff_of_a_view_postgresql_refuses_names_it_and_changes_nothing(
+    declared_views: list[type],
+) -> None:
+    sync()
+    before = schema_state()
+    original = shop_views.OrderTotals.sql
+    shop_views.OrderTotals.sql = original.replace("o.status,", "o.no_such_column,")
+    try:
+        result = run_command("sync_views", "--check", "--diff", "--database", "default")
+    finally:
+        shop_views.OrderTotals.sql = original
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "CommandError: Cannot show the diff of database 'default': PostgreSQL refused a "
+        "declared view (column o.no_such_column does not exist"
+    )
+    assert result.stderr.rstrip().endswith("Nothing was changed.")
+    assert schema_state() == before
+    assert fetch("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'views\\_\\_diff%%'") == [
+        (0,)
+    ]
 
 
 def test_list_views_shows_a_view_whose_grants_differ_as_outdated() -> None:
