@@ -3,35 +3,40 @@ the replaced schema, and the check that the database now matches the code."""
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import hashlib
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from django.db import Error, connections, transaction
 
 from . import signals
 from .conf import get_settings
-from .ddl import CompiledPlan, Phase, Step, compile_plan, describe_dependent, drop_schema_sql
+from .ddl import CompiledPlan, Phase, Step, compile_plan
 from .exceptions import (
     ColumnMismatchError,
     ConnectionLostError,
     InvalidViewError,
     SyncError,
-    SyncLockTimeout,
     UnknownRoleError,
     sqlstate_of,
 )
+from .generations import Housekeeping, drop_schema, housekeeping
 from .introspection import (
-    SCHEMA_MARKER_PREFIX,
     CatalogSnapshot,
     external_dependents,
     missing_roles,
     package_schemas,
     read_catalog,
     view_columns,
+)
+from .locks import (
+    RETRYABLE_SQLSTATES,
+    advisory_key,
+    connection_lost,
+    lost_connection_error,
+    retry_on_lock,
+    set_local,
+    sync_lock,
 )
 from .plan import DesiredState, SyncPlan, compare, model_columns
 from .results import SyncReport, SyncResult
@@ -52,104 +57,14 @@ __all__ = [
     "sync_lock",
 ]
 
-T = TypeVar("T")
-
-LOCK_NOT_AVAILABLE = "55P03"
-
-DEADLOCK_DETECTED = "40P01"
-
-RETRYABLE_SQLSTATES = frozenset({LOCK_NOT_AVAILABLE, DEADLOCK_DETECTED})
 UNDEFINED_COLUMN = "42703"
-
-
-def retry_on_lock(operation: Callable[[], T], *, attempts: int) -> T:
-    """Run ``operation`` (a transaction or a savepoint of its own), again after a short,
-    growing pause when it timed out on a lock or was chosen as a deadlock victim; at
-    least once, and at most ``attempts`` times. Other errors go straight through."""
-    attempts = max(1, attempts)
-    delay = 0.01
-    for attempt in range(1, attempts + 1):
-        try:
-            return operation()
-        except Exception as error:  # a database error, or the package's error wrapping one
-            if sqlstate_of(error) not in RETRYABLE_SQLSTATES or attempt == attempts:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
-    raise AssertionError("unreachable")  # the last attempt returns or raises
-
-
-def _advisory_key(schema: str) -> int:
-    digest = hashlib.sha256(f"django_orm_views:{schema}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-@contextlib.contextmanager
-def sync_lock(connection: BaseDatabaseWrapper, schema: str, wait: float) -> Iterator[None]:
-    """Open a transaction that holds the database's sync lock until it ends.
-
-    The lock is a transaction-level advisory lock: it cannot outlive the transaction
-    (a terminated backend, a transaction-mode pooler handing the session to someone
-    else), and everything done under it is in that one transaction, so a sync that
-    loses its connection loses its work with its lock and never goes on without it.
-    Inside an outer transaction the lock is held until that transaction ends.
-    """
-    key = _advisory_key(schema)
-    deadline = time.monotonic() + wait
-    delay = 0.02
-    while True:
-        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [key])
-            if cursor.fetchone()[0]:
-                yield
-                return
-            if time.monotonic() >= deadline:
-                cursor.execute(
-                    "SELECT string_agg(pid::text, ', ') FROM pg_locks WHERE locktype = "
-                    "'advisory' AND granted AND classid = %s AND objid = %s",
-                    [(key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF],
-                )
-                holders = cursor.fetchone()[0] or "unknown"
-                raise SyncLockTimeout(
-                    f"Another sync of database '{connection.alias}' (backend pid {holders}) "
-                    f"held the sync lock for more than {wait:g}s. Let it finish and run "
-                    "sync_views again, or raise ORM_VIEWS_SYNC_LOCK_WAIT."
-                )
-        # Wait between attempts outside any transaction of ours: through a
-        # transaction-mode pooler, a sync sleeping in an open transaction would keep one
-        # of the pool's few server connections from every other client for as long as
-        # it waits.
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
-
+# The name tests and tools used before the lock helpers had a module of their own.
+_advisory_key = advisory_key
 
 # Views whose statements go to the server in one round trip when their durations are not
 # wanted. A failing batch is rolled back and run again one view at a time, so that the
 # error names its view.
 VIEWS_PER_BATCH = 50
-
-# SQLSTATE classes of a lost connection: 08 (connection exception) and 57 (operator
-# intervention: pg_terminate_backend, a shutdown, a failover).
-CONNECTION_LOST_CLASSES = ("08", "57")
-
-
-def connection_lost(error: BaseException) -> bool:
-    """Whether ``error`` means the session is gone (rather than a refused statement)."""
-    code = sqlstate_of(error)
-    if code is not None:
-        # 25P03: ended by idle_in_transaction_session_timeout (a sync stopped too long).
-        return code == "25P03" or (code[:2] in CONNECTION_LOST_CLASSES and code != "57014")
-    cause = error.__cause__ or error
-    return type(cause).__name__ in ("OperationalError", "InterfaceError")
-
-
-def _lost_connection_error(database: str, stage: str, error: BaseException) -> SyncError:
-    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return ConnectionLostError(
-        f"Sync of database '{database}' lost its connection to PostgreSQL {stage} "
-        f"({detail}). Its transaction was rolled back with its lock: the live views are "
-        "unchanged. Run sync_views again."
-    )
 
 
 def _execute_phase(
@@ -218,24 +133,12 @@ def _execute_phase_batches(
     retry_on_lock(run_phase, attempts=get_settings().swap_attempts if phase.retry_on_lock else 1)
 
 
-def set_local(cursor: Any, values: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Set ``values`` for the rest of the transaction; returns the previous ones."""
-    if not values:
-        return []
-    cursor.execute(
-        "SELECT " + ", ".join("current_setting(%s), set_config(%s, %s, true)" for _ in values),
-        [item for name, value in values for item in (name, name, value)],
-    )
-    row = cursor.fetchone()
-    return [(name, row[index * 2]) for index, (name, _) in enumerate(values)]
-
-
 def _execute_step(cursor: Any, step: Step, plan: SyncPlan) -> None:
     try:
         cursor.execute(step.sql)
     except Error as error:
         if connection_lost(error):
-            raise _lost_connection_error(plan.database, "while it ran", error) from error
+            raise lost_connection_error(plan.database, "while it ran", error) from error
         message = _postgres_message(error)
         if step.view is not None and step.view in plan.rendered:
             subject = f"View {describe(plan.rendered[step.view].view)}"
@@ -294,54 +197,6 @@ def verify_readable_columns(connection: BaseDatabaseWrapper, plan: SyncPlan, sch
                 f"(its columns: {', '.join(built[name])}){hint}. Rename the field (or set its "
                 "db_column), or select that column in the view's SQL. Nothing was changed."
             )
-
-
-def _unsafe_to_drop(connection: BaseDatabaseWrapper, schema: str) -> str | None:
-    """Why ``schema`` must not be dropped, or None: it must be a working schema the
-    package marked, hold nothing but the package's views, and nothing outside may
-    depend on them."""
-    snapshot = read_catalog(connection, schema)
-    if not snapshot.schema_exists:
-        return None
-    comment = snapshot.schema_comment or ""
-    if not comment.startswith(SCHEMA_MARKER_PREFIX):
-        return f"schema {schema} was not created by django-orm-views"
-    foreign = snapshot.foreign_objects()
-    if foreign:
-        return (
-            f"schema {schema} holds objects django-orm-views did not create: {', '.join(foreign)}"
-        )
-    own = package_schemas(read_catalog(connection, get_settings().schema))
-    outside = external_dependents(connection, schema, package_schemas=own)
-    if outside:
-        listed = "; ".join(describe_dependent(schema, dependent) for dependent in outside)
-        return f"objects outside it depend on its views ({listed})"
-    return None
-
-
-def drop_schema(connection: BaseDatabaseWrapper, schema: str, *, attempts: int = 10) -> bool:
-    """Drop a working schema (staging, previous generation) of the package, unless it is
-    not the package's, holds anything else, an outside object depends on it, or readers
-    keep it locked. Returns whether it is gone; the next sync tries again."""
-
-    def drop() -> bool:
-        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-            if _unsafe_to_drop(connection, schema) is not None:
-                return False
-            lock_timeout = [("lock_timeout", f"{get_settings().swap_lock_timeout_ms}ms")]
-            previous = set_local(cursor, lock_timeout)
-            cursor.execute(drop_schema_sql(schema))
-            if len(connection.atomic_blocks) > 1:  # inside an outer transaction
-                set_local(cursor, previous)
-        return True
-
-    try:
-        return retry_on_lock(drop, attempts=attempts)
-    except Error as error:
-        if connection_lost(error):
-            # The views are already swapped; the next sync drops this schema.
-            connection.close()
-        return False
 
 
 def compile_for(connection: BaseDatabaseWrapper, plan: SyncPlan) -> CompiledPlan:
@@ -407,7 +262,9 @@ def apply_plan(plan: SyncPlan, *, time_each_view: bool = False) -> SyncResult:
     started = time.perf_counter()
     connection = connections[plan.database]
     result = SyncResult(database=plan.database, plan=plan)
-    if not plan and not plan.snapshot.leftover_schemas:
+    if not plan and not plan.snapshot.needs_housekeeping(
+        get_settings().keep_previous_seconds, time.time()
+    ):
         result.duration = time.perf_counter() - started
         return result
     desired = DesiredState(plan.database, plan.schema, plan.rendered, plan.order, plan.fingerprints)
@@ -438,14 +295,17 @@ def apply_plan(plan: SyncPlan, *, time_each_view: bool = False) -> SyncResult:
             stage = "while it committed"
     except Error as error:  # InterfaceError too: a closed connection is not a DatabaseError
         if connection_lost(error):
-            raise _lost_connection_error(plan.database, stage, error) from error
+            raise lost_connection_error(plan.database, stage, error) from error
         raise SyncError(
             f"Sync of database '{plan.database}' failed {stage}: {str(error).strip()}. Its "
             "transaction was rolled back: the live views are unchanged. Fix the cause, then "
             "run sync_views again."
         ) from error
     result.applied = compiled is not None
-    _drop_working_schemas(connection, snapshot, compiled, result)
+    if compiled is not None:
+        result.generation = compiled.generation
+        result.previous_generation = compiled.replaced_schema
+    _record_housekeeping(result, housekeeping(connection, plan.schema))
     if result.applied:
         _verify_applied(connection, desired, plan)
     result.duration = time.perf_counter() - started
@@ -454,20 +314,15 @@ def apply_plan(plan: SyncPlan, *, time_each_view: bool = False) -> SyncResult:
     return result
 
 
-def _drop_working_schemas(
-    connection: BaseDatabaseWrapper,
-    snapshot: CatalogSnapshot,
-    compiled: CompiledPlan | None,
-    result: SyncResult,
-) -> None:
-    """After the commit: drop the leftovers of interrupted syncs and the schema the swap
-    replaced; one a reader still uses is left for the next sync."""
-    for leftover in snapshot.leftover_schemas:
-        if drop_schema(connection, leftover):
-            result.dropped_leftovers.append(leftover)
-    old_schema = compiled.drop_schema if compiled is not None else None
-    if old_schema and not drop_schema(connection, old_schema):
-        result.kept_old_schema = old_schema
+def _record_housekeeping(result: SyncResult, done: Housekeeping) -> None:
+    result.dropped_leftovers = [
+        name for name in done.dropped_schemas if name != result.previous_generation
+    ]
+    result.dropped_stored = done.dropped_stored
+    result.kept_old_schema = done.kept[0] if done.kept else None
+    if result.previous_generation in done.dropped_schemas:
+        # ORM_VIEWS_KEEP_PREVIOUS_SECONDS = 0: dropped right after the swap.
+        result.previous_generation = None
 
 
 def _replan(desired: DesiredState, snapshot: CatalogSnapshot, plan: SyncPlan) -> SyncPlan:
@@ -486,7 +341,7 @@ def _verify_applied(connection: BaseDatabaseWrapper, desired: DesiredState, plan
     try:
         snapshot = read_catalog(connection, plan.schema)
     except Error as error:
-        raise _lost_connection_error(plan.database, "after it committed", error) from error
+        raise lost_connection_error(plan.database, "after it committed", error) from error
     left = compare(desired, snapshot, roles=plan.roles, strategy=plan.strategy, force=False)
     if left:
         raise SyncError(

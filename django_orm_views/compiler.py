@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Set as AbstractSet
+from collections.abc import Iterable, Mapping, Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -281,17 +281,22 @@ def splice_schema(
 ) -> str:
     """Point the given references (for the relations called ``names``) at
     ``target_schema``, by replacing the schema token the parser located for each."""
-    wanted = names if isinstance(names, AbstractSet) else frozenset(names)
+    return splice_schemas(select_sql, references, dict.fromkeys(names, target_schema))
+
+
+def splice_schemas(
+    select_sql: str, references: Iterable[RelationReference], targets: Mapping[str, str]
+) -> str:
+    """Point each reference to a relation named in ``targets`` at the schema given for
+    it, by replacing the schema token the parser located for each."""
     chosen = sorted(
-        (reference for reference in references if reference.name in wanted),
+        (reference for reference in references if reference.name in targets),
         key=lambda reference: reference.schema_start,
         reverse=True,
     )
-    if not chosen:
-        return select_sql
     text = select_sql
-    replacement = quote_identifier(target_schema)
     for reference in chosen:
+        replacement = quote_identifier(targets[reference.name])
         text = text[: reference.schema_start] + replacement + text[reference.schema_end :]
     return text
 

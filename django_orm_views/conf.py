@@ -11,10 +11,11 @@ The settings and the values they accept:
 
 - ``ORM_VIEWS_SCHEMA`` (``"views"``): a schema name of lowercase letters, digits,
   ``_`` and ``$``, starting with a letter or ``_``, at most 49 bytes, not ``public``,
-  ``information_schema`` nor ``pg_*``. A sync also creates and drops two schemas
-  named after it, which are reserved: ``<schema>__staging`` (the new views, built
-  before the swap) and ``<schema>__old_<8 hex digits>`` (the previous views, dropped
-  after it); their suffixes take up to 14 more bytes of PostgreSQL's 63.
+  ``information_schema`` nor ``pg_*``. A sync also creates schemas named after it,
+  which are reserved: ``<schema>__staging`` (the new views, built before the swap),
+  ``<schema>__old_<8 hex digits>`` (the previous generation, kept after it) and
+  ``<schema>__data_<8 hex digits>`` (where materialized views are stored); their
+  suffixes take up to 14 more bytes of PostgreSQL's 63.
 - ``ORM_VIEWS_SYNC_STRATEGY`` (``"swap"``): one of :data:`STRATEGIES`.
 - ``ORM_VIEWS_GRANT_SELECT_TO`` (``[]``): a list or tuple of role names, each a
   non-empty string of at most 63 bytes without NUL. A role is granted exactly as
@@ -32,6 +33,10 @@ The settings and the values they accept:
   least ``ORM_VIEWS_SWAP_LOCK_TIMEOUT_MS``) the swap transaction may hold its locks:
   its ``statement_timeout`` and ``idle_in_transaction_session_timeout``, so that a sync
   that stops in the middle of a swap never holds readers up for longer.
+- ``ORM_VIEWS_KEEP_PREVIOUS_SECONDS`` (``3600``): seconds (an int or a float, 0 or
+  more) the previous generation of the schema is kept after a swap, for the queries
+  that still read it (on a hot standby above all) and for ``sync_views --rollback``.
+  ``0`` drops it right after the swap.
 - ``ORM_VIEWS_REFRESH_HISTORY_LIMIT`` (``100``): refreshes kept for each view, an int
   of 1 or more, or ``None`` to keep them all.
 """
@@ -61,6 +66,9 @@ DEFAULTS: dict[str, object] = {
     "ORM_VIEWS_SWAP_ATTEMPTS": 50,
     # Milliseconds the swap transaction may hold its locks, however it is stopped.
     "ORM_VIEWS_SWAP_TIMEOUT_MS": 1000,
+    # Seconds the previous generation is kept after a swap (for queries still reading it,
+    # on hot standbys above all, and for --rollback); 0 drops it right after the swap.
+    "ORM_VIEWS_KEEP_PREVIOUS_SECONDS": 3600.0,
     # Refreshes kept in the history for each view; older ones are deleted as new ones
     # are recorded. None keeps them all.
     "ORM_VIEWS_REFRESH_HISTORY_LIMIT": 100,
@@ -110,6 +118,7 @@ class ViewSettings:
     swap_lock_timeout_ms: int
     swap_attempts: int
     swap_timeout_ms: int
+    keep_previous_seconds: float
     refresh_history_limit: int | None
 
 
@@ -256,20 +265,23 @@ def _positive_int_problems(
     return problems
 
 
-def _lock_wait_problems(value: object) -> list[SettingProblem]:
-    if (_is_int(value) or isinstance(value, float)) and math.isfinite(value) and value >= 0:  # type: ignore[arg-type,operator]
-        return []
-    name = "ORM_VIEWS_SYNC_LOCK_WAIT"
-    return [
-        SettingProblem(
-            "orm_views.E031",
-            name,
-            value,
-            f"{name} = {value!r} is not a number of seconds.",
-            "Use a number of seconds, 0 or more, such as 300 (the default); 0 fails at once "
-            "when another sync holds the lock.",
-        )
-    ]
+def _seconds_problems(name: str, id: str, hint: str) -> Callable[[object], list[SettingProblem]]:
+    def problems(value: object) -> list[SettingProblem]:
+        if (_is_int(value) or isinstance(value, float)) and math.isfinite(value) and value >= 0:  # type: ignore[arg-type,operator]
+            return []
+        return [
+            SettingProblem(id, name, value, f"{name} = {value!r} is not a number of seconds.", hint)
+        ]
+
+    return problems
+
+
+_lock_wait_problems = _seconds_problems(
+    "ORM_VIEWS_SYNC_LOCK_WAIT",
+    "orm_views.E031",
+    "Use a number of seconds, 0 or more, such as 300 (the default); 0 fails at once "
+    "when another sync holds the lock.",
+)
 
 
 def _history_limit_problems(value: object) -> list[SettingProblem]:
@@ -302,6 +314,12 @@ VALIDATORS: dict[str, Callable[[object], list[SettingProblem]]] = {
     ),
     "ORM_VIEWS_SWAP_TIMEOUT_MS": _positive_int_problems(
         "ORM_VIEWS_SWAP_TIMEOUT_MS", "orm_views.E035", "milliseconds"
+    ),
+    "ORM_VIEWS_KEEP_PREVIOUS_SECONDS": _seconds_problems(
+        "ORM_VIEWS_KEEP_PREVIOUS_SECONDS",
+        "orm_views.E037",
+        "Use a number of seconds, 0 or more, such as 3600 (the default); 0 drops the "
+        "previous generation right after each swap.",
     ),
     "ORM_VIEWS_REFRESH_HISTORY_LIMIT": _history_limit_problems,
 }
@@ -351,6 +369,7 @@ def get_settings() -> ViewSettings:
         swap_lock_timeout_ms=cast(int, _setting("ORM_VIEWS_SWAP_LOCK_TIMEOUT_MS")),
         swap_attempts=cast(int, _setting("ORM_VIEWS_SWAP_ATTEMPTS")),
         swap_timeout_ms=cast(int, _setting("ORM_VIEWS_SWAP_TIMEOUT_MS")),
+        keep_previous_seconds=float(cast(float, _setting("ORM_VIEWS_KEEP_PREVIOUS_SECONDS"))),
         refresh_history_limit=cast("int | None", _setting("ORM_VIEWS_REFRESH_HISTORY_LIMIT")),
     )
 

@@ -7,19 +7,23 @@ did not create, or that an outside object depends on.
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .compiler import splice_schema
+from .compiler import splice_schemas
 from .exceptions import ExternalDependentsError, ForeignObjectsError
 from .introspection import (
-    PREVIOUS_MARKER,
     STAGING_MARKER,
+    STORAGE_MARKER,
+    CatalogSnapshot,
     ExternalDependent,
     old_schema_prefix,
     owner_marker,
+    previous_marker,
     staging_schema_name,
+    storage_schema_prefix,
 )
 from .plan import ActionKind, SyncPlan, ViewAction, schema_roles, view_grants
 from .sql import object_keyword, qualified_name, quote_identifier, quote_literal, quote_role
@@ -87,15 +91,15 @@ class Phase:
 @dataclass
 class CompiledPlan:
     phases: list[Phase]
-    drop_schema: str | None = None
+    # The schema the swap renames the live one to: the previous generation, kept.
+    replaced_schema: str | None = None
+    # The id of the generation the plan builds (None: views updated in place).
+    generation: str | None = None
 
     @property
     def statements(self) -> list[str]:
-        """Every statement, in order, the drop of the replaced schema included."""
-        statements = [step.sql for phase in self.phases for step in phase.steps]
-        if self.drop_schema:
-            statements.append(drop_schema_sql(self.drop_schema))
-        return statements
+        """Every statement, in order."""
+        return [step.sql for phase in self.phases for step in phase.steps]
 
 
 def drop_schema_sql(schema: str) -> str:
@@ -128,38 +132,147 @@ def _schema_grant_steps(schema: str, add: Iterable[str], revoke: Iterable[str]) 
     return steps
 
 
-def _create_steps(plan: SyncPlan, names: Iterable[str], target_schema: str) -> list[Step]:
+def stored_views(plan: SyncPlan) -> set[str]:
+    """The views kept in a storage schema, which each generation only points to:
+    every materialized view, every view one reads (directly or not), and any unchanged
+    view that is stored already.
+
+    A swap then never moves them (a move needs an ACCESS EXCLUSIVE lock, which a query
+    on a hot standby conflicts with), and dropping a generation never drops what a
+    stored object reads.
+    """
+    stored: set[str] = set()
+    pending = [name for name in plan.order if plan.rendered[name].materialized]
+    while pending:
+        name = pending.pop()
+        if name not in stored:
+            stored.add(name)
+            pending.extend(dep for dep in plan.rendered[name].dependencies if dep in plan.rendered)
+    for action in plan.actions_of(ActionKind.KEEP):
+        existing = plan.snapshot.objects.get(action.name)
+        if existing is not None and existing.storage is not None:
+            stored.add(action.name)
+    return stored
+
+
+def _storage_locations(plan: SyncPlan, storage: str, *, reuse: bool) -> dict[str, str]:
+    """Where each stored view lives after the sync: the storage schema it is in already
+    (unchanged, ``reuse``), else the new one, ``storage``."""
+    kept = {action.name for action in plan.actions_of(ActionKind.KEEP)} if reuse else set()
+    locations = {}
+    for name in stored_views(plan):
+        existing = plan.snapshot.objects.get(name)
+        if name in kept and existing is not None and existing.storage is not None:
+            locations[name] = existing.storage
+        else:
+            locations[name] = storage
+    return locations
+
+
+def new_storage_schema(schema: str) -> str:
+    return f"{storage_schema_prefix(schema)}{uuid.uuid4().hex[:8]}"
+
+
+def new_generation() -> str:
+    """A generation's id: 8 hex digits, which its schema takes once it is replaced."""
+    return uuid.uuid4().hex[:8]
+
+
+def _create_steps(
+    plan: SyncPlan,
+    names: Iterable[str],
+    target_schema: str,
+    generation: str,
+    locations: Mapping[str, str] | None = None,
+    storage: str | None = None,
+) -> list[Step]:
     """CREATE, COMMENT and GRANT of ``names`` (in dependency order) in ``target_schema``;
-    references between them are rewritten to ``target_schema``."""
+    references between them are rewritten to ``target_schema``. A stored view
+    (``locations``) is built in ``storage`` when that is its location, and
+    ``target_schema`` gets a view that points to it."""
     chosen = frozenset(names)
+    locations = locations or {}
     steps = []
+    if storage is not None and storage in locations.values():
+        steps += [
+            Step(f"CREATE SCHEMA {quote_identifier(storage)}"),
+            Step(
+                f"COMMENT ON SCHEMA {quote_identifier(storage)} IS {quote_literal(STORAGE_MARKER)}"
+            ),
+        ]
     for name in (name for name in plan.order if name in chosen):
         item = plan.rendered[name]
-        select_sql = None
-        if target_schema != plan.schema:
-            select_sql = splice_schema(
-                item.select_sql, item.schema_references, target_schema, chosen
-            )
-        for sql in item.create_statements(target_schema, select_sql):
-            steps.append(Step(sql, name))
-        steps.extend(_populate_steps(plan, name, target_schema))
-        steps.append(_marker_step(plan, name, target_schema))
-        steps.extend(_comment_steps(plan, name, target_schema, created=True))
+        if name in locations:
+            if locations[name] == storage:
+                steps += _stored_steps(plan, name, storage, locations, generation)
+            steps += _pointer_steps(plan, name, target_schema, locations[name], generation)
+        else:
+            targets = {other: target_schema for other in chosen}
+            select_sql = None
+            if target_schema != plan.schema:
+                select_sql = splice_schemas(item.select_sql, item.schema_references, targets)
+            for sql in item.create_statements(target_schema, select_sql):
+                steps.append(Step(sql, name))
+            steps.extend(_populate_steps(plan, name, target_schema))
+            steps.append(_marker_step(plan, name, target_schema, generation=generation))
+        steps.extend(
+            _comment_steps(plan, name, target_schema, created=True, pointer=name in locations)
+        )
         steps.extend(_grant_steps(target_schema, name, view_grants(item, plan.roles), ()))
     return steps
 
 
-def _comment_steps(plan: SyncPlan, name: str, target_schema: str, *, created: bool) -> list[Step]:
+def _stored_steps(
+    plan: SyncPlan, name: str, storage: str, locations: Mapping[str, str], generation: str
+) -> list[Step]:
+    """Build a stored view in ``storage``: it reads the other stored views where they
+    are stored, by name, never through a generation (which a later sync drops)."""
+    item = plan.rendered[name]
+    targets = {other: locations[other] for other in item.dependencies if other in locations}
+    select_sql = splice_schemas(item.select_sql, item.schema_references, targets)
+    steps = [Step(sql, name) for sql in item.create_statements(storage, select_sql)]
+    steps += _populate_steps(plan, name, storage)
+    steps.append(_marker_step(plan, name, storage, generation=generation))
+    if any(option.startswith("security_invoker") for option in item.options):
+        # Read with the reader's rights: the reader needs them on the stored view too.
+        steps += _grant_steps(storage, name, view_grants(item, plan.roles), ())
+    return steps
+
+
+def _pointer_steps(
+    plan: SyncPlan, name: str, target_schema: str, storage: str, generation: str
+) -> list[Step]:
+    """The view a generation holds for a stored one: ``SELECT *`` from it, with the
+    declared options, and a marker naming where it is stored."""
+    item = plan.rendered[name]
+    options = f" WITH ({', '.join(item.options)})" if item.options else ""
+    return [
+        Step(
+            f"CREATE VIEW {qualified_name(target_schema, name)}{options} AS "
+            f"SELECT * FROM {qualified_name(storage, name)}",
+            name,
+        ),
+        _marker_step(plan, name, target_schema, storage=storage, generation=generation),
+    ]
+
+
+def _comment_steps(
+    plan: SyncPlan, name: str, target_schema: str, *, created: bool, pointer: bool = False
+) -> list[Step]:
     """The declared comments of the view and of its columns, exactly as declared; for a
-    view kept as it is (``created`` False), the ones it has are replaced or removed."""
+    view kept as it is (``created`` False), the ones it has are replaced or removed.
+    ``pointer``: the view created points to a stored one."""
     item = plan.rendered[name]
     target = qualified_name(target_schema, name)
-    keyword = object_keyword(item.kind)
+    existing = plan.snapshot.objects.get(name)
+    if created:
+        keyword = object_keyword("view" if pointer else item.kind)
+    else:
+        keyword = object_keyword(existing.relation_kind if existing else item.kind)
     steps = []
     if item.comment is not None or not created:
         text = "NULL" if item.comment is None else quote_literal(item.comment)
         steps.append(Step(f"COMMENT ON {keyword} {target} IS {text}", name))
-    existing = plan.snapshot.objects.get(name)
     stale = (
         {column for column, _ in existing.column_comments} if existing and not created else set()
     )
@@ -176,11 +289,23 @@ def _comment_steps(plan: SyncPlan, name: str, target_schema: str, *, created: bo
     return steps
 
 
-def _marker_step(plan: SyncPlan, name: str, target_schema: str) -> Step:
+def _marker_step(
+    plan: SyncPlan,
+    name: str,
+    target_schema: str,
+    *,
+    storage: str | None = None,
+    generation: str | None = None,
+) -> Step:
     """The package's ownership marker and fingerprint, on the view's ``_RETURN`` rule
-    (the view's own comment belongs to the user)."""
+    (the view's own comment belongs to the user), with the generation that built it;
+    for a view that points to a stored one, where that is stored. A view updated in
+    place keeps its storage and generation."""
+    existing = plan.snapshot.objects.get(name)
+    if existing is not None and generation is None:
+        storage, generation = existing.storage, existing.generation
     extra_roles = () if plan.rendered[name].hidden else plan.extra_roles
-    marker = quote_literal(owner_marker(plan.fingerprints[name], extra_roles))
+    marker = quote_literal(owner_marker(plan.fingerprints[name], extra_roles, storage, generation))
     return Step(
         f'COMMENT ON RULE "_RETURN" ON {qualified_name(target_schema, name)} IS {marker}', name
     )
@@ -226,7 +351,8 @@ def _drop_dependents_first(plan: SyncPlan) -> list[Step]:
     existing.sort(key=lambda item: (-position.get(item.name, len(position)), item.name))
     return [
         Step(
-            f"DROP {object_keyword(item.kind)} IF EXISTS {qualified_name(plan.schema, item.name)} CASCADE"
+            f"DROP {object_keyword(item.relation_kind)} IF EXISTS "
+            f"{qualified_name(plan.schema, item.name)} CASCADE"
         )
         for item in existing
     ]
@@ -294,20 +420,27 @@ def _compile_recreate(plan: SyncPlan, dependents: list[ExternalDependent]) -> Co
         Step(f"CREATE SCHEMA {quote_identifier(schema)}"),
         *_schema_comment_steps(schema, plan.snapshot.schema_comment),
         *_schema_grant_steps(schema, schema_roles(plan.rendered.values(), plan.roles), ()),
-        *_create_steps(plan, plan.order, schema),
     ]
+    # A recreate rebuilds everything: stored views too, in a new storage schema (the old
+    # ones are dropped after the commit, once nothing points to them).
+    storage = new_storage_schema(schema)
+    locations = _storage_locations(plan, storage, reuse=False)
+    generation = new_generation()
+    steps += _create_steps(plan, plan.order, schema, generation, locations, storage)
     return CompiledPlan(
-        [Phase("recreate", steps, retry_on_lock=True, idle_bounded=True, verify_in=schema)]
+        [Phase("recreate", steps, retry_on_lock=True, idle_bounded=True, verify_in=schema)],
+        generation=generation,
     )
 
 
 def _moved_views(plan: SyncPlan, dependents: list[ExternalDependent]) -> set[str]:
-    """The unchanged views a swap moves across instead of rebuilding: materialized views
-    (no repopulation), views an outside object depends on, and what they read."""
+    """The unchanged views a swap moves across instead of rebuilding: views an outside
+    object depends on, and what they read. (Materialized views stay where they are
+    stored; the new generation points to them.)"""
     kept = {action.name for action in plan.actions_of(ActionKind.KEEP)}
     depended_on = {dependent.view for dependent in dependents}
     moved: set[str] = set()
-    pending = [name for name in kept if plan.rendered[name].materialized or name in depended_on]
+    pending = [name for name in kept if name in depended_on]
     while pending:
         name = pending.pop()
         if name not in moved:
@@ -323,11 +456,22 @@ def _compile_swap(plan: SyncPlan, dependents: list[ExternalDependent]) -> Compil
     if blocking:
         _raise_for_dependents(plan, blocking)
     staging = staging_schema_name(schema)
+    storage = new_storage_schema(schema)
+    generation = new_generation()
+    locations = _storage_locations(plan, storage, reuse=not plan.force)
+    built = [name for name in plan.order if name not in moved]
     build = [
         Step(f"CREATE SCHEMA {quote_identifier(staging)}"),
         Step(f"COMMENT ON SCHEMA {quote_identifier(staging)} IS {quote_literal(STAGING_MARKER)}"),
         *_schema_grant_steps(staging, schema_roles(plan.rendered.values(), plan.roles), ()),
-        *_create_steps(plan, [name for name in plan.order if name not in moved], staging),
+        *_create_steps(
+            plan,
+            built,
+            staging,
+            generation,
+            {name: locations[name] for name in built if name in locations},
+            storage,
+        ),
     ]
     swap = [
         step
@@ -337,16 +481,8 @@ def _compile_swap(plan: SyncPlan, dependents: list[ExternalDependent]) -> Compil
     ]
     old_schema = None
     if plan.snapshot.schema_exists:
-        old_schema = f"{old_schema_prefix(schema)}{uuid.uuid4().hex[:8]}"
-        swap += [
-            Step(
-                f"ALTER SCHEMA {quote_identifier(schema)} RENAME TO {quote_identifier(old_schema)}"
-            ),
-            Step(
-                f"COMMENT ON SCHEMA {quote_identifier(old_schema)} "
-                f"IS {quote_literal(PREVIOUS_MARKER)}"
-            ),
-        ]
+        old_schema = previous_schema_name(schema, plan.snapshot)
+        swap += retire_generation_steps(schema, old_schema, plan.snapshot.owned_objects)
     swap += [
         Step(f"ALTER SCHEMA {quote_identifier(staging)} RENAME TO {quote_identifier(schema)}"),
         # The live schema keeps the comment its users gave it (none: no comment).
@@ -364,8 +500,37 @@ def _compile_swap(plan: SyncPlan, dependents: list[ExternalDependent]) -> Compil
                 bounded=True,
             ),
         ],
-        drop_schema=old_schema,
+        replaced_schema=old_schema,
+        generation=generation,
     )
+
+
+def previous_schema_name(schema: str, snapshot: CatalogSnapshot) -> str:
+    """The name the live generation takes when it is replaced: named after its id, so
+    that ``list_views`` and a rollback speak of the same generation (a new id when it
+    has none, or when a schema of that name is still there)."""
+    live = snapshot.generation
+    taken = set(snapshot.leftover_schemas)
+    if live is None or f"{old_schema_prefix(schema)}{live}" in taken:
+        live = new_generation()
+    return f"{old_schema_prefix(schema)}{live}"
+
+
+def retire_generation_steps(schema: str, old_schema: str, views: Iterable[str]) -> list[Step]:
+    """Rename the live generation to ``old_schema`` and mark it as the previous one, with
+    the time (for ORM_VIEWS_KEEP_PREVIOUS_SECONDS) and the views it holds (for a
+    rollback). Renaming a schema locks none of its relations: readers, on the primary or
+    on a hot standby, never wait for it."""
+    marker = previous_marker(time.time(), views)
+    return [
+        Step(f"ALTER SCHEMA {quote_identifier(schema)} RENAME TO {quote_identifier(old_schema)}"),
+        Step(f"COMMENT ON SCHEMA {quote_identifier(old_schema)} IS {quote_literal(marker)}"),
+    ]
+
+
+def _relation_kind(plan: SyncPlan, action: ViewAction) -> str:
+    existing = plan.snapshot.objects.get(action.name)
+    return existing.relation_kind if existing is not None else action.object_kind
 
 
 def _move_steps(plan: SyncPlan, action: ViewAction) -> list[Step]:
@@ -374,7 +539,8 @@ def _move_steps(plan: SyncPlan, action: ViewAction) -> list[Step]:
     staging = staging_schema_name(plan.schema)
     steps = [
         Step(
-            f"ALTER {object_keyword(action.object_kind)} {qualified_name(plan.schema, action.name)} "
+            f"ALTER {object_keyword(_relation_kind(plan, action))} "
+            f"{qualified_name(plan.schema, action.name)} "
             f"SET SCHEMA {quote_identifier(staging)}",
             action.name,
         ),

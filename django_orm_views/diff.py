@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from django.db import DatabaseError, connections, transaction
@@ -38,15 +39,15 @@ WHERE n.nspname = %s AND c.relkind IN ('v', 'm') AND c.relname = ANY(%s)
 
 
 def _definitions(
-    connection: BaseDatabaseWrapper, schema: str, names: list[str]
+    connection: BaseDatabaseWrapper, schema: str, names: list[str], also: Sequence[str] = ()
 ) -> dict[str, list[str]]:
     """Each view's definition as PostgreSQL writes it, with the schema's own name left out
-    (it differs between the two sides), as lines."""
+    (it differs between the two sides), as lines. Names in the schemas ``also`` print
+    unqualified too (the storage schemas a stored view reads from)."""
+    path = ", ".join(quote_identifier(name) for name in (schema, *also))
     with connection.cursor() as cursor:
         # Names in the schema print unqualified, names elsewhere qualified, on both sides.
-        cursor.execute(
-            "SELECT set_config('search_path', %s, true)", [f"{quote_identifier(schema)}, public"]
-        )
+        cursor.execute("SELECT set_config('search_path', %s, true)", [f"{path}, public"])
         cursor.execute(DEFINITION_QUERY, [schema, names])
         rows = cursor.fetchall()
     found = {}
@@ -79,7 +80,7 @@ def definition_diffs(plan: SyncPlan) -> dict[str, list[str]]:
     scratch = f"{plan.schema}__diff_{uuid.uuid4().hex[:8]}"
     with transaction.atomic(using=plan.database):
         try:
-            live = _definitions(connection, plan.schema, replaced)
+            live = _live_definitions(connection, plan, replaced)
             _build(connection, plan, scratch)
             declared = _definitions(connection, scratch, replaced)
         except DatabaseError as error:
@@ -101,6 +102,23 @@ def definition_diffs(plan: SyncPlan) -> dict[str, list[str]]:
         )
         for name in replaced
     }
+
+
+def _live_definitions(
+    connection: BaseDatabaseWrapper, plan: SyncPlan, names: list[str]
+) -> dict[str, list[str]]:
+    """The live definitions of ``names``: of the stored view, for one the live schema
+    only points to, read with the storage schemas of what it reads on the path."""
+    objects = plan.snapshot.objects
+    locations: dict[str, list[str]] = {}
+    for name in names:
+        locations.setdefault(objects[name].storage or plan.schema, []).append(name)
+    stored = sorted({item.storage for item in objects.values() if item.storage is not None})
+    found: dict[str, list[str]] = {}
+    for location, group in locations.items():
+        also = [] if location == plan.schema else [other for other in stored if other != location]
+        found.update(_definitions(connection, location, group, also))
+    return found
 
 
 def _build(connection: BaseDatabaseWrapper, plan: SyncPlan, scratch: str) -> None:

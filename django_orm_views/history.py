@@ -55,6 +55,7 @@ def record_refresh(
     duration: float,
     rows: int | None = None,
     error: str | None = None,
+    generation: str | None = None,
 ) -> RefreshRecord | None:
     """Add one refresh to the history and drop that view's oldest records beyond
     ``ORM_VIEWS_REFRESH_HISTORY_LIMIT``. Returns the record, or None when it could not
@@ -84,6 +85,7 @@ def record_refresh(
                 rows=rows,
                 succeeded=error is None,
                 error=error or "",
+                generation=generation or "",
             )
             _prune(alias, view=view, database=database)
     except DatabaseError as problem:
@@ -231,7 +233,7 @@ def view_statuses(database: str = "default") -> tuple[SyncPlan, list[ViewStatus]
     once; readers are never blocked by it.
     """
     plan = plan_sync(database=database)
-    statistics = materialized_view_statistics(connections[database], plan.schema)
+    statistics = materialized_view_statistics(connections[database], plan.snapshot)
     refreshes = last_refreshes(database)
     reads = lineage(plan)
     states = {

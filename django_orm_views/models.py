@@ -22,6 +22,12 @@ class RefreshRecord(models.Model):
     rows = models.BigIntegerField(null=True, blank=True)
     succeeded = models.BooleanField()
     error = models.TextField(blank=True, default="")
+    generation = models.CharField(
+        max_length=8,
+        blank=True,
+        default="",
+        help_text="The generation of the views schema live after the refresh.",
+    )
 
     class Meta:
         verbose_name = "materialized view refresh"

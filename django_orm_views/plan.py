@@ -309,6 +309,10 @@ def _change_reason(
         (name in rebuild, "rebuilt with fresh data"),
         (not existing.owned, "not created by django-orm-views (taken over)"),
         (existing.fingerprint is None, "created by an older version of django-orm-views"),
+        (
+            item.materialized and existing.storage is None,
+            "stored apart from the generations from now on (built once more)",
+        ),
     ]
     for applies, reason in reasons:
         if applies:

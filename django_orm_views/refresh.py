@@ -44,7 +44,7 @@ from .exceptions import (
     ViewError,
 )
 from .history import record_refresh
-from .introspection import read_catalog
+from .introspection import live_location, read_catalog
 from .plan import ActionKind, SyncPlan, compare, desired_state, plan_sync, resolve_roles
 from .registry import find_view
 from .sql import qualified_name
@@ -93,6 +93,9 @@ class RefreshResult:
     skipped: bool = False
     # The view whose rebuild (swap) rebuilt this one too, because this one depends on it.
     rebuilt_with: str | None = None
+    # The generation of the views schema live after the refresh (a refresh by swap
+    # makes a new one).
+    generation: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -321,26 +324,37 @@ def _sync_lock(connection: BaseDatabaseWrapper) -> Iterator[None]:
 def _refresh_in_place(
     view: type[BasePostgresView], database: str, *, concurrently: bool
 ) -> RefreshResult:
-    sql = refresh_sql(view, concurrently=concurrently)
+    refresh_sql(view, concurrently=concurrently)  # validates before any I/O
     mode = RefreshMode.CONCURRENTLY if concurrently else RefreshMode.BLOCKING
     connection = connections[database]
     started_at = timezone.now()
     started = time.perf_counter()
+    generation = None
     try:
         with _sync_lock(connection):
             started = time.perf_counter()
             with transaction.atomic(using=database), connection.cursor() as cursor:
-                cursor.execute(sql)
+                # The live view points to where the materialized view is stored.
+                stored_in, generation = live_location(connection, schema_name(), view.view_name)
+                cursor.execute(refresh_sql(view, concurrently=concurrently, schema=stored_in))
     except (DatabaseError, RefreshError) as error:
         message = str(error) if isinstance(error, RefreshError) else _failure(view, database, error)
         return _finish(
             RefreshResult(
-                view, database, mode, time.perf_counter() - started, started_at, error=message
+                view,
+                database,
+                mode,
+                time.perf_counter() - started,
+                started_at,
+                error=message,
+                generation=generation,
             )
         )
     duration = time.perf_counter() - started
     rows = _count_rows(connection, view.view_name)
-    return _finish(RefreshResult(view, database, mode, duration, started_at, rows=rows))
+    return _finish(
+        RefreshResult(view, database, mode, duration, started_at, rows=rows, generation=generation)
+    )
 
 
 def rebuild_views(
@@ -401,6 +415,7 @@ def _refresh_by_swap(view: type[BasePostgresView], database: str) -> list[Refres
                     started_at,
                     rows=_count_rows(connection, action.name),
                     rebuilt_with=None if own else view.view_name,
+                    generation=result.generation,
                 )
             )
         )
@@ -463,6 +478,7 @@ def _finish(result: RefreshResult) -> RefreshResult:
         duration=result.duration,
         rows=result.rows,
         error=result.error,
+        generation=result.generation,
     )
     common: dict[str, Any] = {
         "sender": result.view,

@@ -21,8 +21,16 @@ class SyncResult:
     statements: list[str] = field(default_factory=list)
     view_timings: dict[str, float] = field(default_factory=dict)
     duration: float = 0.0
+    # Working schemas dropped after the sync: leftovers, older previous generations,
+    # storage schemas left empty; and stored objects no generation points to any more.
     dropped_leftovers: list[str] = field(default_factory=list)
+    dropped_stored: list[str] = field(default_factory=list)
+    # A working schema that readers kept locked: the next sync drops it.
     kept_old_schema: str | None = None
+    # The generation the sync built, and the one it replaced (kept for
+    # ORM_VIEWS_KEEP_PREVIOUS_SECONDS; None when dropped at once).
+    generation: str | None = None
+    previous_generation: str | None = None
 
     def count(self, kind: ActionKind) -> int:
         return len(self.plan.actions_of(kind))

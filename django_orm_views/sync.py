@@ -13,6 +13,7 @@ from django.db import connections, router
 
 from .apply import SyncReport, SyncResult, apply_plan, check_roles, compile_for, sync_lock
 from .conf import get_settings
+from .generations import Housekeeping, RollbackResult, prune_views, rollback_views
 from .introspection import read_catalog
 from .plan import ActionKind, SyncPlan, ViewAction, plan_sync
 from .refresh import refresh_materialized_view, refresh_materialized_views
@@ -20,6 +21,8 @@ from .registry import databases_with_views
 
 __all__ = [
     "ActionKind",
+    "Housekeeping",
+    "RollbackResult",
     "SyncPlan",
     "SyncReport",
     "SyncResult",
@@ -27,8 +30,10 @@ __all__ = [
     "apply_plan",
     "databases_to_sync",
     "plan_sync",
+    "prune_views",
     "refresh_materialized_view",
     "refresh_materialized_views",
+    "rollback_views",
     "sync_lock",
     "sync_views",
 ]

@@ -341,15 +341,18 @@ def has_unique_index(view: type[BasePostgresView]) -> bool:
     return bool(getattr(view, "pk_field", None))
 
 
-def refresh_sql(view: type[BasePostgresView], *, concurrently: bool = False) -> str:
-    """``REFRESH MATERIALIZED VIEW [CONCURRENTLY] "views"."<name>"``."""
+def refresh_sql(
+    view: type[BasePostgresView], *, concurrently: bool = False, schema: str | None = None
+) -> str:
+    """``REFRESH MATERIALIZED VIEW [CONCURRENTLY] "<schema>"."<name>"``: ``schema`` is
+    where the view is stored (default: the views schema)."""
     require_materialized(view)
     if concurrently and not has_unique_index(view):
         raise RefreshError(
             f"View {describe(view)} cannot be refreshed concurrently: it has no unique index. "
             "Set `pk_field` to its unique column(s), or refresh without concurrently."
         )
-    target = qualified_name(schema_name(), view.view_name)
+    target = qualified_name(schema or schema_name(), view.view_name)
     keyword = " CONCURRENTLY" if concurrently else ""
     return f"REFRESH MATERIALIZED VIEW{keyword} {target}"
 

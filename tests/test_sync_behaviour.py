@@ -22,7 +22,7 @@ from django_orm_views.sync import ActionKind
 from test_project.shop import postgres_views as shop_views
 from test_project.shop.factories import CustomerFactory, OrderLineFactory
 
-from .utils import fetch, run_command, schema_state
+from .utils import fetch, oid_of, run_command, schema_state
 
 pytestmark = pytest.mark.django_db
 
@@ -31,10 +31,6 @@ def sync(*args: str, **options: Any) -> str:
     result = run_command("sync_views", *args, **options)
     assert result.exit_code == 0, result.stderr
     return result.stdout
-
-
-def oid_of(name: str) -> int:
-    return int(fetch("SELECT %s::regclass::oid", [f'"views"."{name}"'])[0][0])
 
 
 class TestChangeDetection:

@@ -34,6 +34,7 @@ from .utils import (
     manage_py,
     manage_py_env,
     mark_as_working_schema,
+    oid_of,
     relations_in,
     schemas_like,
 )
@@ -111,10 +112,6 @@ def execute(*statements: str) -> None:
     with connections["default"].cursor() as cursor:
         for statement in statements:
             cursor.execute(statement)
-
-
-def oid_of(name: str) -> int:
-    return int(fetch("SELECT %s::regclass::oid", [f'"views"."{name}"'])[0][0])
 
 
 def read_every_view() -> None:

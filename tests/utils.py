@@ -18,6 +18,7 @@ from django.core.management.base import CommandError
 from django.db import connections
 
 from django_orm_views.compiler import RenderedView, parse_select, splice_schema
+from django_orm_views.introspection import parse_owner_marker
 from django_orm_views.views import BasePostgresView
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -87,14 +88,47 @@ def fetch(
 
 
 def relations_in(schema: str, alias: str = "default") -> dict[str, str]:
-    """``{name: relkind}`` of the relations in ``schema``."""
+    """``{name: relkind}`` of the relations in ``schema`` as their readers see them: a
+    view that points to a stored materialized view counts as that materialized view
+    ('m'), and the stored view's indexes as the indexes of the schema ('i')."""
     rows = fetch(
-        "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n "
-        "ON n.oid = c.relnamespace WHERE n.nspname = %s",
+        "SELECT c.relname, c.relkind, obj_description(r.oid, 'pg_rewrite') "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "LEFT JOIN pg_rewrite r ON r.ev_class = c.oid AND r.rulename = '_RETURN' "
+        "WHERE n.nspname = %s",
         [schema],
         alias,
     )
-    return {name: kind for name, kind in rows}
+    found = {}
+    for name, kind, rule_comment in rows:
+        marker = parse_owner_marker(rule_comment, None)
+        if marker is None or marker.storage is None:
+            found[name] = kind
+            continue
+        stored = fetch(
+            "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND (c.relname = %s OR c.oid IN "
+            "(SELECT indexrelid FROM pg_index WHERE indrelid = "
+            "(SELECT oid FROM pg_class WHERE relname = %s AND relnamespace = n.oid)))",
+            [marker.storage, name, name],
+            alias,
+        )
+        found.update({stored_name: stored_kind for stored_name, stored_kind in stored})
+    return found
+
+
+def oid_of(name: str, schema: str = "views", alias: str = "default") -> int:
+    """The OID of the relation that is the view ``name`` to its readers: the stored
+    materialized view, for a view of ``schema`` that points to one."""
+    rows = fetch(
+        "SELECT obj_description(r.oid, 'pg_rewrite') FROM pg_rewrite r "
+        "WHERE r.ev_class = %s::regclass AND r.rulename = '_RETURN'",
+        [f'"{schema}"."{name}"'],
+        alias,
+    )
+    marker = parse_owner_marker(rows[0][0], None) if rows else None
+    where = marker.storage if marker is not None and marker.storage else schema
+    return int(fetch("SELECT %s::regclass::oid", [f'"{where}"."{name}"'], alias)[0][0])
 
 
 def schemas_like(pattern: str, alias: str = "default") -> list[str]:

@@ -4,8 +4,9 @@ everything else in it, read in one round trip; columns, roles and statistics."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..conf import PUBLIC_KEYWORD_ROLE
@@ -31,6 +32,7 @@ OWNER_MARKER_PREFIX = "django_orm_views "
 SCHEMA_MARKER_PREFIX = "django_orm_views:"
 STAGING_MARKER = f"{SCHEMA_MARKER_PREFIX}staging"
 PREVIOUS_MARKER = f"{SCHEMA_MARKER_PREFIX}previous"
+STORAGE_MARKER = f"{SCHEMA_MARKER_PREFIX}storage"
 # How versions before 3.0 marked their views (in the view's own comment).
 LEGACY_FINGERPRINT_PREFIX = "django-orm-views:"
 
@@ -40,20 +42,50 @@ def staging_schema_name(schema: str) -> str:
 
 
 def old_schema_prefix(schema: str) -> str:
+    """Where the previous generation of the views schema lives after a swap."""
     return f"{schema}__old_"
 
 
-def owner_marker(fingerprint: str, extra_roles: Iterable[str] = ()) -> str:
+def storage_schema_prefix(schema: str) -> str:
+    """Where materialized views (and the views they read) are stored: a schema per sync
+    that built some, which the generations' views point to and which no swap moves."""
+    return f"{schema}__data_"
+
+
+def owner_marker(
+    fingerprint: str,
+    extra_roles: Iterable[str] = (),
+    storage: str | None = None,
+    generation: str | None = None,
+) -> str:
     """The comment of a view's ``_RETURN`` rule: the package's ownership marker, the
-    view's fingerprint and the roles granted by ``--grant-select-permissions-to-user``."""
-    payload = {"fingerprint": fingerprint, "extra_roles": sorted(set(extra_roles))}
+    view's fingerprint, the roles granted by ``--grant-select-permissions-to-user``,
+    the generation (the sync that built it) and, for a view that only points to a
+    stored one, the schema that stores it."""
+    payload: dict[str, object] = {
+        "fingerprint": fingerprint,
+        "extra_roles": sorted(set(extra_roles)),
+    }
+    if storage is not None:
+        payload["storage"] = storage
+    if generation is not None:
+        payload["generation"] = generation
     return OWNER_MARKER_PREFIX + json.dumps(payload, sort_keys=True)
+
+
+def previous_marker(replaced_at: float, views: Iterable[str]) -> str:
+    """The comment of a previous generation: when the swap replaced it, and the views it
+    held then (a rollback refuses a generation that has lost some)."""
+    payload = {"replaced_at": round(replaced_at, 3), "views": sorted(views)}
+    return f"{PREVIOUS_MARKER} {json.dumps(payload, sort_keys=True)}"
 
 
 @dataclass(frozen=True)
 class OwnerMarker:
     fingerprint: str | None
     extra_roles: frozenset[str] = frozenset()
+    storage: str | None = None
+    generation: str | None = None
 
 
 def parse_owner_marker(rule_comment: str | None, legacy_comment: str | None) -> OwnerMarker | None:
@@ -61,9 +93,12 @@ def parse_owner_marker(rule_comment: str | None, legacy_comment: str | None) -> 
     if rule_comment and rule_comment.startswith(OWNER_MARKER_PREFIX):
         try:
             payload = json.loads(rule_comment[len(OWNER_MARKER_PREFIX) :])
+            storage, generation = payload.get("storage"), payload.get("generation")
             return OwnerMarker(
                 str(payload["fingerprint"]),
                 frozenset(str(role) for role in payload.get("extra_roles", ())),
+                None if storage is None else str(storage),
+                None if generation is None else str(generation),
             )
         except (ValueError, KeyError, TypeError):
             return OwnerMarker(None)
@@ -89,6 +124,11 @@ class DatabaseObject:
     comment: str | None = None
     column_comments: tuple[tuple[str, str], ...] = ()
     options: tuple[str, ...] = ()
+    # For a view that points to a stored one (a materialized view, or a view one reads):
+    # the storage schema that holds the real object, under the same name.
+    storage: str | None = None
+    # The generation (the sync that built it), from its marker.
+    generation: str | None = None
 
     @property
     def materialized(self) -> bool:
@@ -97,6 +137,63 @@ class DatabaseObject:
     @property
     def is_view(self) -> bool:
         return self.kind in ("view", "materialized view")
+
+    @property
+    def relation_kind(self) -> str:
+        """What the relation in the schema is: a view, for one that points to a stored
+        materialized view."""
+        return "view" if self.storage is not None else self.kind
+
+
+@dataclass(frozen=True)
+class WorkingSchema:
+    """A schema the package created beside the views schema, recognised by its marker:
+    ``staging`` (left by an interrupted sync), ``previous`` (the generation the last
+    swap replaced, kept for readers and for a rollback), ``storage`` (stored objects)
+    or ``other`` (a marker this version does not know: dropped like a leftover)."""
+
+    name: str
+    role: str
+    replaced_at: float | None = None
+    views: tuple[str, ...] = ()
+
+
+def parse_working_schema(name: str, comment: str) -> WorkingSchema:
+    markers = {"staging": STAGING_MARKER, "previous": PREVIOUS_MARKER, "storage": STORAGE_MARKER}
+    role = next(
+        (
+            role
+            for role, marker in markers.items()
+            if comment == marker or comment.startswith(marker + " ")
+        ),
+        None,
+    )
+    if role is None:
+        return WorkingSchema(name, "other")
+    if role != "previous":
+        return WorkingSchema(name, role)
+    try:
+        payload = json.loads(comment[len(PREVIOUS_MARKER) :] or "{}")
+        return WorkingSchema(
+            name,
+            role,
+            float(payload["replaced_at"]),
+            tuple(str(view) for view in payload.get("views", ())),
+        )
+    except (ValueError, KeyError, TypeError):
+        # Marked by an older version, which dropped it at once: no time, no rollback.
+        return WorkingSchema(name, role)
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """A relation in a storage schema, and whether anything still reads it."""
+
+    schema: str
+    name: str
+    kind: str
+    populated: bool
+    referenced: bool
 
 
 @dataclass(frozen=True)
@@ -107,14 +204,72 @@ class CatalogSnapshot:
     schema_exists: bool
     schema_grantees: frozenset[str] = frozenset()
     objects: dict[str, DatabaseObject] = field(default_factory=dict)
-    # Working schemas (staging, previous generations) the package created and an
-    # interrupted sync left behind: recognised by their marker, never by name alone.
-    leftover_schemas: tuple[str, ...] = ()
+    # Working schemas (staging, previous generations, storage) the package created:
+    # recognised by their marker, never by name alone.
+    working: tuple[WorkingSchema, ...] = ()
     # Objects in the views schema that are not relations (functions, types, ...).
     other_objects: tuple[str, ...] = ()
     # A schema with the staging schema's reserved name that the package did not create.
     foreign_staging: bool = False
     schema_comment: str | None = None
+    # The relations of the storage schemas, by (schema, name).
+    stored: dict[tuple[str, str], StoredObject] = field(default_factory=dict)
+
+    @property
+    def leftover_schemas(self) -> tuple[str, ...]:
+        """Every working schema the package created, whatever its role."""
+        return tuple(sorted(item.name for item in self.working))
+
+    def previous_generations(self) -> list[WorkingSchema]:
+        """The previous generations, the newest first (those without a time last)."""
+        found = [item for item in self.working if item.role == "previous"]
+        return sorted(found, key=lambda item: -(item.replaced_at or 0.0))
+
+    def kept_previous(self, keep_seconds: float, now: float) -> WorkingSchema | None:
+        """The previous generation still kept: the newest, unless it is older than
+        ``keep_seconds`` (or has no time: marked by an older version)."""
+        generations = self.previous_generations()
+        replaced_at = generations[0].replaced_at if generations else None
+        if replaced_at is None or now - replaced_at >= keep_seconds:
+            return None
+        return generations[0]
+
+    def schemas_to_drop(self, keep_seconds: float, now: float) -> list[str]:
+        """The working schemas to drop now: what interrupted syncs left, every previous
+        generation but the one kept, and storage schemas nothing points to any more."""
+        kept = self.kept_previous(keep_seconds, now)
+        return sorted(
+            item.name
+            for item in self.working
+            if item.role in ("staging", "other") or (item.role == "previous" and item != kept)
+        )
+
+    @property
+    def unreferenced_storage(self) -> list[StoredObject]:
+        """Stored relations nothing reads any more (no generation points to them)."""
+        return [item for item in self.stored.values() if not item.referenced]
+
+    @property
+    def empty_storage(self) -> list[str]:
+        """Storage schemas that hold nothing any more."""
+        used = {schema for schema, _ in self.stored}
+        return [
+            item.name for item in self.working if item.role == "storage" and item.name not in used
+        ]
+
+    def needs_housekeeping(self, keep_seconds: float, now: float) -> bool:
+        return bool(
+            self.schemas_to_drop(keep_seconds, now)
+            or self.unreferenced_storage
+            or self.empty_storage
+        )
+
+    @property
+    def generation(self) -> str | None:
+        """The live generation: the one most of the package's views were built by (a
+        view moved across keeps the generation that built it)."""
+        counts = Counter(item.generation for item in self.objects.values() if item.generation)
+        return counts.most_common(1)[0][0] if counts else None
 
     @property
     def owned_objects(self) -> dict[str, DatabaseObject]:
@@ -162,7 +317,7 @@ CATALOG_QUERY = f"""
 WITH target AS (
     SELECT oid, nspname, nspacl, nspowner, obj_description(oid, 'pg_namespace') AS comment
     FROM pg_namespace
-    WHERE nspname = %s OR nspname = %s OR nspname LIKE %s
+    WHERE nspname = %s OR nspname = %s OR nspname LIKE %s OR nspname LIKE %s
 )
 SELECT
     n.nspname,
@@ -180,14 +335,22 @@ SELECT
         JOIN pg_attribute AS a ON a.attrelid = d.objoid AND a.attnum = d.objsubid
         WHERE d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid > 0
     ),
-    c.reloptions
+    c.reloptions,
+    n.nspname <> %s AND EXISTS (
+        SELECT 1
+        FROM pg_depend AS dep
+        JOIN pg_rewrite AS reader ON reader.oid = dep.objid
+        WHERE dep.classid = 'pg_rewrite'::regclass AND dep.refclassid = 'pg_class'::regclass
+            AND dep.refobjid = c.oid AND reader.ev_class <> c.oid
+    )
 FROM target AS n
 LEFT JOIN pg_class AS c
-    ON c.relnamespace = n.oid AND n.nspname = %s AND c.relkind IN ('v', 'm', 'r', 'p', 'f', 'S')
+    ON c.relnamespace = n.oid AND (n.nspname = %s OR n.nspname LIKE %s)
+    AND c.relkind IN ('v', 'm', 'r', 'p', 'f', 'S')
 LEFT JOIN pg_rewrite AS r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
 UNION ALL
 SELECT n.nspname, n.comment, NULL, pg_describe_object(d.classid, d.objid, 0), 'o',
-       NULL, NULL, NULL, NULL, NULL, NULL
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM target AS n
 JOIN pg_depend AS d
     ON d.refclassid = 'pg_namespace'::regclass AND d.refobjid = n.oid AND d.deptype = 'n'
@@ -208,6 +371,7 @@ class _CatalogRow:
     grantees: list[str] | None
     column_comments: list[list[str]] | str | None
     options: list[str] | None
+    referenced: bool | None
 
     def _column_comments(self) -> list[list[str]]:
         # json is decoded by the driver, unless a backend registered it as text.
@@ -231,50 +395,119 @@ class _CatalogRow:
             comment=None if legacy else self.comment,
             column_comments=tuple((column, text) for column, text in self._column_comments()),
             options=tuple(sorted(self.options or ())),
+            storage=marker.storage if marker else None,
+            generation=marker.generation if marker else None,
         )
 
 
-def read_catalog(connection: BaseDatabaseWrapper, schema: str) -> CatalogSnapshot:
+def read_catalog(
+    connection: BaseDatabaseWrapper, schema: str, *, generation: str | None = None
+) -> CatalogSnapshot:
     """The views schema's relations (kind, owner marker, SELECT grantees, comments,
-    options), everything else it holds, and the working schemas an interrupted sync
-    left behind. One round trip."""
+    options), everything else it holds, the working schemas the package created (an
+    interrupted sync's leftovers, the previous generation, the storage schemas) and the
+    stored relations. One round trip.
+
+    ``generation`` reads another generation of ``schema`` (the previous one, for a
+    rollback) as if it were the live one.
+    """
+    live_name = generation or schema
     staging = staging_schema_name(schema)
     old_pattern = _like_escape(old_schema_prefix(schema)) + "%"
+    data_pattern = _like_escape(storage_schema_prefix(schema)) + "%"
     with connection.cursor() as cursor:
-        cursor.execute(CATALOG_QUERY, [schema, staging, old_pattern, schema, schema])
+        cursor.execute(
+            CATALOG_QUERY,
+            [schema, staging, old_pattern, data_pattern, *[live_name] * 2, data_pattern, live_name],
+        )
         rows = [_CatalogRow(*row) for row in cursor.fetchall()]
-    live = [row for row in rows if row.schema == schema]
-    working = [row for row in rows if row.schema != schema]
+    live = [row for row in rows if row.schema == live_name]
+    marked = {
+        row.schema: parse_working_schema(row.schema, row.schema_comment or "")
+        for row in rows
+        if row.schema not in (schema, live_name)
+        and (row.schema_comment or "").startswith(SCHEMA_MARKER_PREFIX)
+    }
+    stored_kinds: dict[tuple[str, str], _CatalogRow] = {
+        (row.schema, row.name): row
+        for row in rows
+        if row.name
+        and row.relkind in ("v", "m")
+        and marked.get(row.schema, WorkingSchema("", "")).role == "storage"
+    }
     return CatalogSnapshot(
         schema=schema,
         schema_exists=bool(live),
         schema_grantees=frozenset(
             next((row.schema_grantees for row in live if row.schema_grantees is not None), ())
         ),
-        objects={row.name: row.as_object() for row in live if row.name and row.relkind != "o"},
-        leftover_schemas=tuple(
-            sorted(
-                {
-                    row.schema
-                    for row in working
-                    if (row.schema_comment or "").startswith(SCHEMA_MARKER_PREFIX)
-                }
-            )
-        ),
+        objects={
+            row.name: _with_storage(row.as_object(), stored_kinds)
+            for row in live
+            if row.name and row.relkind != "o"
+        },
+        working=tuple(sorted(marked.values(), key=lambda item: item.name)),
         other_objects=tuple(sorted(row.name for row in live if row.name and row.relkind == "o")),
         foreign_staging=any(
             row.schema == staging
             and not (row.schema_comment or "").startswith(SCHEMA_MARKER_PREFIX)
-            for row in working
+            for row in rows
         ),
         schema_comment=live[0].schema_comment if live else None,
+        stored={
+            key: StoredObject(
+                key[0],
+                key[1],
+                RELATION_KINDS[row.relkind or "v"],
+                bool(row.populated),
+                bool(row.referenced),
+            )
+            for key, row in stored_kinds.items()
+        },
     )
+
+
+def _with_storage(
+    item: DatabaseObject, stored: dict[tuple[str, str], _CatalogRow]
+) -> DatabaseObject:
+    """A view that points to a stored object takes that object's kind and state: to
+    its readers and to a plan, it is the materialized view it points to."""
+    if item.storage is None:
+        return item
+    row = stored.get((item.storage, item.name))
+    if row is None:
+        # Its storage is gone (dropped by hand): rebuilt by the next sync.
+        return replace(item, fingerprint=None)
+    return replace(item, kind=RELATION_KINDS[row.relkind or "v"], populated=bool(row.populated))
 
 
 def package_schemas(snapshot: CatalogSnapshot) -> list[str]:
     """The schemas whose objects are the package's own: the views schema and the
     working schemas it marked."""
     return [snapshot.schema, *snapshot.leftover_schemas]
+
+
+LOCATION_QUERY = """
+SELECT obj_description(r.oid, 'pg_rewrite')
+FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+JOIN pg_rewrite AS r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
+WHERE n.nspname = %s AND c.relname = %s
+"""
+
+
+def live_location(
+    connection: BaseDatabaseWrapper, schema: str, name: str
+) -> tuple[str, str | None]:
+    """Where the live view ``name`` of ``schema`` really is (the storage schema of a
+    materialized view, else ``schema``), and the generation that built it."""
+    with connection.cursor() as cursor:
+        cursor.execute(LOCATION_QUERY, [schema, name])
+        row = cursor.fetchone()
+    marker = parse_owner_marker(row[0], None) if row else None
+    if marker is None:
+        return schema, None
+    return marker.storage or schema, marker.generation
 
 
 VIEW_COLUMNS_QUERY = """
@@ -322,19 +555,33 @@ MATERIALIZED_VIEW_STATISTICS_QUERY = """
 SELECT c.relname, c.relispopulated, pg_total_relation_size(c.oid)
 FROM pg_class AS c
 JOIN pg_namespace AS n ON n.oid = c.relnamespace
-WHERE n.nspname = %s AND c.relkind = 'm'
+JOIN unnest(%s::text[], %s::text[]) AS wanted (nspname, relname)
+    ON wanted.nspname = n.nspname AND wanted.relname = c.relname
+WHERE c.relkind = 'm'
 ORDER BY c.relname
 """
 
 
 def materialized_view_statistics(
-    connection: BaseDatabaseWrapper, schema: str
+    connection: BaseDatabaseWrapper, snapshot: CatalogSnapshot
 ) -> dict[str, MaterializedViewStatistics]:
-    """Size and rows of each materialized view in ``schema``, by name. Counting reads
-    every populated view once (no lock that a reader would wait for); an unpopulated
-    view cannot be read, so it is never counted. Two round trips."""
+    """Size and rows of each materialized view of the views schema (where it is
+    stored), by name. Counting reads every populated view once, through the live
+    schema (no lock that a reader would wait for); an unpopulated view cannot be read,
+    so it is never counted. Two round trips."""
+    locations = [
+        (item.storage or snapshot.schema, name)
+        for name, item in snapshot.objects.items()
+        if item.materialized
+    ]
+    if not locations:
+        return {}
+    schema = snapshot.schema
     with connection.cursor() as cursor:
-        cursor.execute(MATERIALIZED_VIEW_STATISTICS_QUERY, [schema])
+        cursor.execute(
+            MATERIALIZED_VIEW_STATISTICS_QUERY,
+            [[location for location, _ in locations], [name for _, name in locations]],
+        )
         rows = cursor.fetchall()
         populated_names = [name for name, populated, _ in rows if populated]
         counts: dict[str, int] = {}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, transaction
 
-from .catalog import RELATION_KINDS, package_schemas, read_catalog
+from .catalog import RELATION_KINDS, package_schemas, read_catalog, storage_schema_prefix
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -235,7 +235,7 @@ def drop_order(connection: BaseDatabaseWrapper, dependents: list[Dependent]) -> 
 
 
 LINEAGE_QUERY = """
-SELECT DISTINCT v.relname, rn.nspname, rc.relname, rc.relkind::text, a.attname::text
+SELECT DISTINCT vn.nspname, v.relname, rn.nspname, rc.relname, rc.relkind::text, a.attname::text
 FROM pg_class AS v
 JOIN pg_namespace AS vn ON vn.oid = v.relnamespace
 JOIN pg_rewrite AS r ON r.ev_class = v.oid
@@ -246,8 +246,8 @@ JOIN pg_class AS rc ON rc.oid = d.refobjid
 JOIN pg_namespace AS rn ON rn.oid = rc.relnamespace
 LEFT JOIN pg_attribute AS a
     ON a.attrelid = rc.oid AND a.attnum = d.refobjsubid AND d.refobjsubid > 0
-WHERE vn.nspname = %s AND v.relkind IN ('v', 'm')
-ORDER BY 1, 2, 3, 5
+WHERE (vn.nspname = %s OR vn.nspname LIKE %s) AND v.relkind IN ('v', 'm')
+ORDER BY 1, 2, 3, 4, 6
 """
 
 
@@ -262,19 +262,33 @@ class Reads:
 
 def view_reads(connection: BaseDatabaseWrapper, schema: str) -> dict[str, Reads]:
     """For each view and materialized view in ``schema``, what it reads directly, as the
-    catalog records it (PostgreSQL resolved every name when it created the view)."""
+    catalog records it (PostgreSQL resolved every name when it created the view). A
+    view that points to a stored one reads what the stored one reads."""
+    storage_pattern = storage_schema_prefix(schema).replace("_", "\\_") + "%"
     with connection.cursor() as cursor:
-        cursor.execute(LINEAGE_QUERY, [schema])
+        cursor.execute(LINEAGE_QUERY, [schema, storage_pattern])
         rows = cursor.fetchall()
-    found: dict[str, Reads] = {}
-    for view, read_schema, read_name, kind, column in rows:
-        reads = found.setdefault(view, Reads(set(), set(), set()))
-        if read_schema == schema and kind in ("v", "m"):
+    stored_in = {(view_schema, view) for view_schema, view, *_ in rows if view_schema != schema}
+    by_location: dict[tuple[str, str], Reads] = {}
+    pointers: dict[str, tuple[str, str]] = {}
+    for view_schema, view, read_schema, read_name, kind, column in rows:
+        reads = by_location.setdefault((view_schema, view), Reads(set(), set(), set()))
+        if view_schema == schema and read_name == view and (read_schema, read_name) in stored_in:
+            pointers[view] = (read_schema, read_name)
+        elif (read_schema == schema or (read_schema, read_name) in stored_in) and kind in (
+            "v",
+            "m",
+        ):
             reads.views.add(read_name)
         else:
             reads.tables.add(f"{read_schema}.{read_name}")
             if column:
                 reads.columns.add(f"{read_schema}.{read_name}.{column}")
+    found = {
+        view: reads for (view_schema, view), reads in by_location.items() if view_schema == schema
+    }
+    for view, location in pointers.items():
+        found[view] = by_location.get(location, Reads(set(), set(), set()))
     return found
 
 

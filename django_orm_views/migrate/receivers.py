@@ -13,7 +13,6 @@ from django.apps import apps as global_apps
 from django.db import DatabaseError, connections, transaction
 from django.db.migrations.state import ProjectState
 
-from ..apply import drop_schema, retry_on_lock, set_local, sync_lock
 from ..conf import get_settings
 from ..ddl import describe_dependent
 from ..exceptions import ExternalDependentsError, SyncError, ViewError, sqlstate_of
@@ -25,6 +24,7 @@ from ..introspection import (
     external_dependents,
     own_schemas,
 )
+from ..locks import retry_on_lock, set_local, sync_lock
 from ..registry import views_for_database
 from ..sql import object_keyword, qualified_name
 from ..sync import sync_views
@@ -224,9 +224,9 @@ def report_cascaded_views(
 def drop_dependent_views(
     connection: BaseDatabaseWrapper, targets: Sequence[Target]
 ) -> list[Dependent]:
-    """Drop the views of the views schema (and of the package's leftover working
-    schemas) that read ``targets``, with the views that read them, in one transaction
-    under the sync lock. Refuses, changing nothing, when an object outside those schemas
+    """Drop the views of the views schema (and of the package's working schemas: the
+    previous generation, storage) that read ``targets``, with the views that read them,
+    in one transaction under the sync lock. Refuses, changing nothing, when an object outside those schemas
     reads one of them or uses its row type."""
     settings = get_settings()
     schema = settings.schema
@@ -238,21 +238,15 @@ def drop_dependent_views(
             return []
         closure = dependents_closure(connection, [item.oid for item in direct])
         _refuse_outside_readers(connection, schema, [i for i in closure if i.schema not in own])
-        for leftover in sorted({item.schema for item in closure if item.schema != schema}):
-            if not drop_schema(connection, leftover):
-                raise SyncError(
-                    f"Schema {leftover} (left by an earlier sync) holds views that read what "
-                    f"the migrations change on database '{connection.alias}', and it could "
-                    "not be dropped (readers or outside objects still use it). Nothing else "
-                    "was changed. Drop it, then migrate again."
-                )
         live = [item for item in closure if item.schema == schema]
-        if not live:
-            return []
         _refuse_row_type_users(connection, schema, live, own)
-        ordered = drop_order(connection, live)
+        # Every generation's views of what changes go, stored ones and the previous
+        # generation's included, readers first: a stored materialized view read by the
+        # live views is dropped with them, never by dropping a whole working schema
+        # (the previous generation then refuses a rollback: it lost those views).
+        ordered = drop_order(connection, closure)
         _drop_views(connection, ordered)
-        return ordered
+        return [item for item in ordered if item.schema == schema]
 
 
 def _refuse_outside_readers(

@@ -11,7 +11,14 @@ from ...apply import check_roles
 from ...conf import STRATEGIES
 from ...diff import definition_diffs
 from ...exceptions import ViewError
-from ...sync import SyncResult, databases_to_sync, plan_sync, sync_views
+from ...sync import (
+    SyncResult,
+    databases_to_sync,
+    plan_sync,
+    prune_views,
+    rollback_views,
+    sync_views,
+)
 from ..base import ViewsCommand
 
 
@@ -45,6 +52,19 @@ class Command(ViewsCommand):
             help="Rebuild every view, unchanged materialized views included.",
         )
         parser.add_argument(
+            "--rollback",
+            action="store_true",
+            help="Swap the previous generation of the views back in (kept for "
+            "ORM_VIEWS_KEEP_PREVIOUS_SECONDS after each swap); the generation it replaces "
+            "becomes the previous one.",
+        )
+        parser.add_argument(
+            "--prune",
+            action="store_true",
+            help="Drop the previous generation now, with the stored materialized views "
+            "only it used.",
+        )
+        parser.add_argument(
             "--strategy",
             choices=STRATEGIES,
             help="swap (build beside the live views, then swap them in) or recreate "
@@ -63,7 +83,11 @@ class Command(ViewsCommand):
         verbosity: int = options["verbosity"]
         if options["diff"] and not (options["check"] or options["dry_run"]):
             raise CommandError("--diff goes with --check or --dry-run, which change nothing.")
+        self.refuse_mixed_generation_options(options)
         try:
+            if options["rollback"] or options["prune"]:
+                self.handle_generations(options)
+                return
             if options["check"]:
                 self.check_only(options)
                 return
@@ -81,6 +105,54 @@ class Command(ViewsCommand):
         for result, diff in zip(report, diffs, strict=True):
             self.render(result, verbosity)
             self.render_diff(diff)
+
+    def refuse_mixed_generation_options(self, options: dict[str, Any]) -> None:
+        if not (options["rollback"] or options["prune"]):
+            return
+        others = [
+            f"--{name.replace('_', '-')}"
+            for name in ("check", "dry_run", "diff", "force", "strategy")
+            if options[name]
+        ]
+        if options["grant_select_permissions_to_user"]:
+            others.append("--grant-select-permissions-to-user")
+        if options["rollback"] and options["prune"]:
+            others.insert(0, "--prune")
+        if others:
+            given = "--rollback" if options["rollback"] else "--prune"
+            raise CommandError(
+                f"{given} does not go with {', '.join(others)}: run it on its own (with "
+                "--database to choose the database)."
+            )
+
+    def handle_generations(self, options: dict[str, Any]) -> None:
+        aliases = [options["database"]] if options["database"] else databases_to_sync()
+        for alias in aliases:
+            if options["rollback"]:
+                result = rollback_views(database=alias)
+                if options["verbosity"] >= 1:
+                    self.stdout.write(
+                        f"Rolled back database '{alias}': generation {result.generation} is "
+                        f"live again ({len(result.views)} views) in {result.duration:.2f}s; "
+                        f"the generation it replaced is kept as {result.previous}.",
+                        self.style.SUCCESS,
+                    )
+                continue
+            done = prune_views(database=alias)
+            if options["verbosity"] >= 1:
+                for name in done.kept:
+                    self.stdout.write(
+                        f"Schema {name} is still in use (a reader, or another sync): the next "
+                        "sync drops it.",
+                        self.style.WARNING,
+                    )
+                dropped = ", ".join(done.dropped_schemas) or "nothing to drop"
+                stored = (
+                    f"; {len(done.dropped_stored)} stored view(s)" if done.dropped_stored else ""
+                )
+                self.stdout.write(
+                    f"Pruned database '{alias}': {dropped}{stored}.", self.style.SUCCESS
+                )
 
     def check_only(self, options: dict[str, Any]) -> None:
         aliases = [options["database"]] if options["database"] else databases_to_sync()
@@ -128,7 +200,12 @@ class Command(ViewsCommand):
                 self.stdout.write(f"    {statement};")
         if verbosity >= 1:
             for leftover in result.dropped_leftovers:
-                self.stdout.write(f"Dropped schema {leftover} left by an interrupted sync.")
+                self.stdout.write(f"Dropped schema {leftover}, which the package no longer needs.")
+            if result.previous_generation and verbosity >= 2:
+                self.stdout.write(
+                    f"Kept the previous generation as {result.previous_generation} (for queries "
+                    "still reading it, and for --rollback)."
+                )
             if result.kept_old_schema:
                 self.stdout.write(
                     f"Readers still use the previous views; schema {result.kept_old_schema} will "
