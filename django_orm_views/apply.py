@@ -315,8 +315,9 @@ def apply_plan(plan: SyncPlan, *, time_each_view: bool = False) -> SyncResult:
 
 
 def _record_housekeeping(result: SyncResult, done: Housekeeping) -> None:
-    result.dropped_leftovers = [
-        name for name in done.dropped_schemas if name != result.previous_generation
+    result.dropped_leftovers = done.dropped("staging", "other")
+    result.dropped_previous = [
+        name for name in done.dropped("previous") if name != result.previous_generation
     ]
     result.dropped_stored = done.dropped_stored
     result.kept_old_schema = done.kept[0] if done.kept else None

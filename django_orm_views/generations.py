@@ -77,6 +77,12 @@ class Housekeeping:
 
     dropped_schemas: list[str] = field(default_factory=list)
     dropped_stored: list[str] = field(default_factory=list)
+    # The role of each schema dropped: staging or other (an interrupted sync's
+    # leftovers), previous (a generation), storage.
+    roles: dict[str, str] = field(default_factory=dict)
+
+    def dropped(self, *roles: str) -> list[str]:
+        return [name for name in self.dropped_schemas if self.roles.get(name) in roles]
     # Working schemas it could not drop now (a reader held them, or the sync lock was
     # taken): the next sync tries again.
     kept: list[str] = field(default_factory=list)
@@ -92,6 +98,7 @@ def housekeeping(
     done = Housekeeping()
     keep_seconds = get_settings().keep_previous_seconds if keep_previous else 0.0
     snapshot = read_catalog(connection, schema)
+    done.roles.update((item.name, item.role) for item in snapshot.working)
     for name in snapshot.schemas_to_drop(keep_seconds, time.time()):
         if _locked(connection, schema, functools.partial(drop_schema, connection, name)):
             done.dropped_schemas.append(name)
@@ -144,6 +151,7 @@ def _drop_unreferenced_storage(
             for name in snapshot.empty_storage:
                 cursor.execute(f"DROP SCHEMA IF EXISTS {quote_identifier(name)} RESTRICT")
                 done.dropped_schemas.append(name)
+                done.roles[name] = "storage"
             if len(connection.atomic_blocks) > 1:  # inside an outer transaction
                 set_local(cursor, previous)
         return True

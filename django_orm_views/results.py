@@ -21,9 +21,10 @@ class SyncResult:
     statements: list[str] = field(default_factory=list)
     view_timings: dict[str, float] = field(default_factory=dict)
     duration: float = 0.0
-    # Working schemas dropped after the sync: leftovers, older previous generations,
-    # storage schemas left empty; and stored objects no generation points to any more.
+    # Dropped after the sync: schemas interrupted syncs left behind, older previous
+    # generations, and stored objects no generation points to any more.
     dropped_leftovers: list[str] = field(default_factory=list)
+    dropped_previous: list[str] = field(default_factory=list)
     dropped_stored: list[str] = field(default_factory=list)
     # A working schema that readers kept locked: the next sync drops it.
     kept_old_schema: str | None = None

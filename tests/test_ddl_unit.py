@@ -6,6 +6,8 @@ Three declared views: ``daily`` (materialized), ``totals`` (reads daily) and ``r
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -18,7 +20,9 @@ from django_orm_views.introspection import (
     CatalogSnapshot,
     DatabaseObject,
     ExternalDependent,
+    WorkingSchema,
     owner_marker,
+    parse_working_schema,
 )
 from django_orm_views.plan import ActionKind, DesiredState, SyncPlan, choose_strategy, compare
 from django_orm_views.results import SyncReport, SyncResult
@@ -80,11 +84,17 @@ def desired(**overrides: RenderedView) -> DesiredState:
     )
 
 
+# Where the materialized views of these catalogs are stored.
+STORAGE = "views__data_00000001"
+
+
 def held(name: str, kind: str = "view", **options: Any) -> DatabaseObject:
     """A relation the package created, with the fingerprint its declaration has now."""
     options.setdefault("fingerprint", f"fp-{name}")
     options.setdefault("grantees", frozenset({"analytics"}))
     options.setdefault("populated", True)
+    if kind == "materialized view":
+        options.setdefault("storage", STORAGE)
     return DatabaseObject(name=name, kind=kind, **options)
 
 
@@ -131,8 +141,21 @@ def reasons(sync_plan: SyncPlan) -> dict[str, tuple[ActionKind, str]]:
     return {action.name: (action.kind, action.reason) for action in sync_plan.actions}
 
 
-def marker(fingerprint: str, extra_roles: tuple[str, ...] = ()) -> str:
-    return quote_literal(owner_marker(fingerprint, extra_roles))
+def marker(
+    fingerprint: str,
+    extra_roles: tuple[str, ...] = (),
+    storage: str | None = None,
+    generation: str | None = None,
+) -> str:
+    return quote_literal(owner_marker(fingerprint, extra_roles, storage, generation))
+
+
+def new_storage(statements: list[str]) -> str:
+    """The storage schema a compiled plan creates."""
+    (name,) = [
+        sql.split('"')[1] for sql in statements if sql.startswith('CREATE SCHEMA "views__data_')
+    ]
+    return name
 
 
 @pytest.fixture(autouse=True)
@@ -164,7 +187,7 @@ class TestGrantsOnly:
         # Nothing is rebuilt: no retries, timeouts or schema to verify or drop.
         assert not (grants.retry_on_lock or grants.lock_timeout or grants.bounded)
         assert grants.verify_in is None
-        assert compiled.drop_schema is None
+        assert compiled.replaced_schema is None
         assert compiled.statements == sql_of(grants)
 
     def test_extra_roles_are_granted_and_recorded_in_the_markers(self) -> None:
@@ -180,7 +203,8 @@ class TestGrantsOnly:
         assert sql_of(grants)[:3] == [
             'GRANT USAGE ON SCHEMA "views" TO "deploy"',
             'GRANT SELECT ON TABLE "views"."daily" TO "deploy"',
-            f'COMMENT ON RULE "_RETURN" ON "views"."daily" IS {marker("fp-daily", ("deploy",))}',
+            f'COMMENT ON RULE "_RETURN" ON "views"."daily" '
+            f"IS {marker('fp-daily', ('deploy',), STORAGE)}",
         ]
 
     def test_a_marker_without_the_extra_roles_alone_is_rewritten(self) -> None:
@@ -231,31 +255,42 @@ class TestRecreate:
         compiled = compile_plan(sync_plan)
         (recreate,) = compiled.phases
         assert recreate.name == "recreate"
-        assert sql_of(recreate)[:6] == [
+        statements = sql_of(recreate)
+        storage = new_storage(statements)
+        generation = compiled.generation
+        assert statements[:6] == [
             # Not declared any more: it may read any of the others, so it goes first.
             'DROP VIEW IF EXISTS "views"."gone" CASCADE',
             'DROP VIEW IF EXISTS "views"."report" CASCADE',
             'DROP VIEW IF EXISTS "views"."totals" CASCADE',
-            'DROP MATERIALIZED VIEW IF EXISTS "views"."daily" CASCADE',
+            # The view that points to the stored materialized view: a view.
+            'DROP VIEW IF EXISTS "views"."daily" CASCADE',
             'DROP SCHEMA IF EXISTS "views" CASCADE',
             'CREATE SCHEMA "views"',
         ]
-        assert sql_of(recreate)[6:10] == [
+        assert statements[6:14] == [
             'GRANT USAGE ON SCHEMA "views" TO "analytics"',
-            'CREATE MATERIALIZED VIEW "views"."daily" AS SELECT 1 AS id\nWITH NO DATA',
-            'REFRESH MATERIALIZED VIEW "views"."daily"',
-            f'COMMENT ON RULE "_RETURN" ON "views"."daily" IS {marker("fp-daily")}',
+            # A recreate rebuilds the stored views too, in a storage schema of its own.
+            f'CREATE SCHEMA "{storage}"',
+            f"COMMENT ON SCHEMA \"{storage}\" IS 'django_orm_views:storage'",
+            f'CREATE MATERIALIZED VIEW "{storage}"."daily" AS SELECT 1 AS id\nWITH NO DATA',
+            f'REFRESH MATERIALIZED VIEW "{storage}"."daily"',
+            f'COMMENT ON RULE "_RETURN" ON "{storage}"."daily" '
+            f"IS {marker('fp-daily', generation=generation)}",
+            f'CREATE VIEW "views"."daily" AS SELECT * FROM "{storage}"."daily"',
+            f'COMMENT ON RULE "_RETURN" ON "views"."daily" '
+            f"IS {marker('fp-daily', storage=storage, generation=generation)}",
         ]
         # Every view is rebuilt, unchanged ones too, and nothing is left to drop.
         built = [step.view for step in recreate.steps if step.sql.startswith(CREATE_VIEW)]
-        assert built == ["daily", "totals", "report"]
+        assert built == ["daily", "daily", "totals", "report"]
         assert (recreate.retry_on_lock, recreate.idle_bounded, recreate.verify_in) == (
             True,
             True,
             "views",
         )
         assert not (recreate.lock_timeout or recreate.single_batch or recreate.bounded)
-        assert compiled.drop_schema is None
+        assert compiled.replaced_schema is None
 
     def test_any_outside_dependent_is_refused_even_on_an_unchanged_view(self) -> None:
         objects = in_sync(report=held("report", fingerprint="old"))
@@ -285,7 +320,7 @@ class TestSwap:
             'ALTER SCHEMA "views__staging" RENAME TO "views"',
             'COMMENT ON SCHEMA "views" IS NULL',
         ]
-        assert compiled.drop_schema is None
+        assert compiled.replaced_schema is None
 
     def test_the_live_schema_is_renamed_aside_keeping_its_comment(self) -> None:
         snapshot = catalog(
@@ -293,15 +328,34 @@ class TestSwap:
         )
         compiled = compile_plan(plan(snapshot))
         swap_sql = sql_of(compiled.phases[1])
-        assert compiled.drop_schema is not None
-        old = compiled.drop_schema
-        assert swap_sql[-4:] == [
-            f'ALTER SCHEMA "views" RENAME TO "{old}"',
-            f"COMMENT ON SCHEMA \"{old}\" IS 'django_orm_views:previous'",
+        assert compiled.replaced_schema is not None
+        old = compiled.replaced_schema
+        assert swap_sql[-4] == f'ALTER SCHEMA "views" RENAME TO "{old}"'
+        # Marked as the previous generation: when it was replaced, and what it holds.
+        previous = parse_working_schema(old, swap_sql[-3].split("'")[1])
+        assert (previous.role, previous.views) == ("previous", ("daily", "report", "totals"))
+        assert previous.replaced_at is not None
+        assert abs(previous.replaced_at - time.time()) < 60
+        assert swap_sql[-2:] == [
             'ALTER SCHEMA "views__staging" RENAME TO "views"',
             "COMMENT ON SCHEMA \"views\" IS 'Analysts'",
         ]
-        assert compiled.statements[-1] == f'DROP SCHEMA IF EXISTS "{old}" CASCADE'
+        # Kept, not dropped: queries that still read it finish, and a rollback can
+        # swap it back in.
+        assert not any(sql.startswith("DROP") for sql in compiled.statements)
+
+    def test_the_previous_generation_is_named_after_the_live_one(self) -> None:
+        objects = {
+            name: dataclasses.replace(item, generation="5ce0b752")
+            for name, item in in_sync(report=held("report", fingerprint="old")).items()
+        }
+        compiled = compile_plan(plan(catalog(objects)))
+        assert compiled.replaced_schema == "views__old_5ce0b752"
+        # Unless a schema of that name is still there: a new name then.
+        taken = catalog(objects, working=(WorkingSchema("views__old_5ce0b752", "previous"),))
+        other = compile_plan(plan(taken)).replaced_schema
+        assert other is not None and other != "views__old_5ce0b752"
+        assert other.startswith("views__old_")
 
 
 class TestMovedViews:
@@ -309,32 +363,38 @@ class TestMovedViews:
         objects = in_sync(report=held("report", fingerprint="old"))
         dependent = ExternalDependent("public.sales", "view", "totals")
         build, swap = compile_plan(plan(catalog(objects)), [dependent]).phases
-        # Only the changed view is built; the other two keep their identity.
+        # Only the changed view is built; the other two keep their identity (daily is
+        # the view that points to the stored materialized view).
         assert [step.view for step in build.steps if step.sql.startswith(CREATE_VIEW)] == ["report"]
         assert sql_of(swap)[:2] == [
-            'ALTER MATERIALIZED VIEW "views"."daily" SET SCHEMA "views__staging"',
+            'ALTER VIEW "views"."daily" SET SCHEMA "views__staging"',
             'ALTER VIEW "views"."totals" SET SCHEMA "views__staging"',
         ]
 
-    def test_an_unused_plain_view_is_rebuilt_not_moved(self) -> None:
+    def test_an_unused_plain_view_is_rebuilt_and_a_materialized_one_pointed_to(self) -> None:
         objects = in_sync(report=held("report", fingerprint="old"))
         build, swap = compile_plan(plan(catalog(objects))).phases
         built = [step.view for step in build.steps if step.sql.startswith(CREATE_VIEW)]
-        assert built == ["totals", "report"]
-        assert sql_of(swap)[0] == (
-            'ALTER MATERIALIZED VIEW "views"."daily" SET SCHEMA "views__staging"'
+        assert built == ["daily", "totals", "report"]
+        # Nothing is moved, nothing materialized is built: daily's new view points to
+        # where it is stored, and no storage schema is created.
+        assert f'CREATE VIEW "views__staging"."daily" AS SELECT * FROM "{STORAGE}"."daily"' in (
+            sql_of(build)
         )
-        assert not any('"views"."totals" SET SCHEMA' in sql for sql in sql_of(swap))
+        assert not any("__data_" in sql and "CREATE SCHEMA" in sql for sql in sql_of(build))
+        assert not any("SET SCHEMA" in sql for sql in sql_of(swap))
 
     def test_a_moved_view_brings_its_grants_and_marker_up_to_date(self) -> None:
         objects = in_sync(report=held("report", fingerprint="old"))
+        dependent = ExternalDependent("public.sales", "view", "totals")
         sync_plan = plan(catalog(objects), roles=("analytics", "deploy"))
-        _, swap = compile_plan(sync_plan).phases
+        _, swap = compile_plan(sync_plan, [dependent]).phases
         assert sql_of(swap)[:3] == [
-            'ALTER MATERIALIZED VIEW "views"."daily" SET SCHEMA "views__staging"',
+            'ALTER VIEW "views"."daily" SET SCHEMA "views__staging"',
             'GRANT SELECT ON TABLE "views__staging"."daily" TO "deploy"',
+            # It keeps pointing to where it is stored.
             f'COMMENT ON RULE "_RETURN" ON "views__staging"."daily" '
-            f"IS {marker('fp-daily', ('deploy',))}",
+            f"IS {marker('fp-daily', ('deploy',), STORAGE)}",
         ]
 
     def test_an_outside_dependent_of_a_replaced_view_is_refused(self) -> None:
@@ -362,11 +422,12 @@ class TestPopulate:
             "depends on daily, which is rebuilt",
         )
         build = compile_plan(sync_plan).phases[0]
+        storage = new_storage(sql_of(build))
         daily = [step.sql for step in build.steps if step.view == "daily"]
         assert daily[:3] == [
-            'CREATE MATERIALIZED VIEW "views__staging"."daily" AS SELECT 1 AS id\nWITH NO DATA',
-            'REFRESH MATERIALIZED VIEW "views__staging"."daily"',
-            'ANALYZE "views__staging"."daily"',
+            f'CREATE MATERIALIZED VIEW "{storage}"."daily" AS SELECT 1 AS id\nWITH NO DATA',
+            f'REFRESH MATERIALIZED VIEW "{storage}"."daily"',
+            f'ANALYZE "{storage}"."daily"',
         ]
 
     @pytest.mark.parametrize(
@@ -376,8 +437,8 @@ class TestPopulate:
             (
                 True,
                 [
-                    'REFRESH MATERIALIZED VIEW "views__staging"."totals"',
-                    'ANALYZE "views__staging"."totals"',
+                    'REFRESH MATERIALIZED VIEW "{storage}"."totals"',
+                    'ANALYZE "{storage}"."totals"',
                 ],
             ),
         ],
@@ -391,10 +452,17 @@ class TestPopulate:
         objects = in_sync(totals=held("totals", "materialized view", populated=populated))
         sync_plan = plan(catalog(objects), state=state, rebuild=frozenset({"daily"}))
         build = compile_plan(sync_plan).phases[0]
+        storage = new_storage(sql_of(build))
         totals = [step.sql for step in build.steps if step.view == "totals"]
-        assert totals[0].startswith('CREATE MATERIALIZED VIEW "views__staging"."totals"')
-        assert totals[1:-2] == expected
-        assert totals[-2].startswith('COMMENT ON RULE "_RETURN"')
+        assert totals[0].startswith(f'CREATE MATERIALIZED VIEW "{storage}"."totals"')
+        assert totals[1:-4] == [sql.format(storage=storage) for sql in expected]
+        # The stored view's marker, then the view of the generation that points to it.
+        assert totals[-4].startswith(f'COMMENT ON RULE "_RETURN" ON "{storage}"."totals"')
+        assert (
+            totals[-3]
+            == f'CREATE VIEW "views__staging"."totals" AS SELECT * FROM "{storage}"."totals"'
+        )
+        assert totals[-2].startswith('COMMENT ON RULE "_RETURN" ON "views__staging"."totals"')
         assert totals[-1].startswith("GRANT SELECT")
 
     def test_a_plain_sync_fills_nothing_itself(self) -> None:

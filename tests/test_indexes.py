@@ -22,7 +22,7 @@ from django_orm_views import (
 from django_orm_views.indexes import index_definitions, index_name, truncate_identifier
 from django_orm_views.sync import ActionKind
 
-from .utils import fetch
+from .utils import fetch, oid_of, stored_in
 
 if TYPE_CHECKING:
     # What materialized() returns, for the type checker only: a class declared here
@@ -253,11 +253,13 @@ SALES_SQL = """
 
 
 def index_definitions_in_database(view_name: str) -> dict[str, str]:
+    """The indexes of the stored materialized view, written as if it lived in "views"."""
+    where = stored_in(view_name)
     rows = fetch(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'views' AND tablename = %s",
-        [view_name],
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
+        [where, view_name],
     )
-    return dict(rows)
+    return {name: definition.replace(f" ON {where}.", " ON views.") for name, definition in rows}
 
 
 @pytest.mark.django_db
@@ -298,7 +300,7 @@ def test_with_data_false_creates_an_empty_unpopulated_view(declared_views: list[
     view = materialized("LaterSales", sql=SALES_SQL, with_data=False)
     sync_views(database="default")
     assert fetch(
-        "SELECT relispopulated FROM pg_class WHERE oid = %s::regclass", [view.qualified_name]
+        "SELECT relispopulated FROM pg_class WHERE oid = %s", [oid_of(view.view_name)]
     ) == [(False,)]
 
 

@@ -57,7 +57,13 @@ DESIRED = DesiredState(
 )
 
 
+# Where the materialized views of these catalogs are stored.
+STORAGE = "views__data_00000001"
+
+
 def ours(name: str, fingerprint: str, kind: str = "view", **options: Any) -> DatabaseObject:
+    if kind == "materialized view":
+        options.setdefault("storage", STORAGE)
     return DatabaseObject(
         name=name,
         kind=kind,
@@ -164,30 +170,48 @@ class TestCompare:
 
 
 class TestCompile:
-    def test_the_swap_moves_unchanged_materialized_views_and_marks_its_schemas(self) -> None:
-        catalog = snapshot(ours("daily", "fp-daily", "materialized view"), ours("totals", "old"))
+    def test_the_swap_points_to_unchanged_materialized_views_and_marks_its_schemas(
+        self,
+    ) -> None:
+        catalog = snapshot(
+            ours("daily", "fp-daily", "materialized view", generation="0f5fcccd"),
+            ours("totals", "old", generation="0f5fcccd"),
+        )
         compiled = compile_plan(plan_for(catalog))
         build, swap = compiled.phases
         assert build.steps[0].sql == 'CREATE SCHEMA "views__staging"'
         assert "django_orm_views:staging" in build.steps[1].sql
-        assert any(
-            'COMMENT ON RULE "_RETURN" ON "views__staging"."totals"' in s.sql for s in build.steps
+        build_sql = [step.sql for step in build.steps]
+        assert any('COMMENT ON RULE "_RETURN" ON "views__staging"."totals"' in s for s in build_sql)
+        # The unchanged materialized view is neither moved nor rebuilt: the new
+        # generation points to where it is stored.
+        assert (
+            f'CREATE VIEW "views__staging"."daily" AS SELECT * FROM "{STORAGE}"."daily"'
+            in build_sql
         )
+        assert not any("CREATE MATERIALIZED VIEW" in s for s in build_sql)
         swap_sql = [step.sql for step in swap.steps]
-        assert swap_sql[0] == 'ALTER MATERIALIZED VIEW "views"."daily" SET SCHEMA "views__staging"'
+        assert swap_sql[0] == 'ALTER SCHEMA "views" RENAME TO "views__old_0f5fcccd"'
+        assert swap_sql[1].startswith(
+            'COMMENT ON SCHEMA "views__old_0f5fcccd" IS \'django_orm_views:previous {"replaced_at": '
+        )
+        assert swap_sql[1].endswith(', "views": ["daily", "totals"]}\'')
         assert swap_sql[-2] == 'ALTER SCHEMA "views__staging" RENAME TO "views"'
         assert swap_sql[-1] == 'COMMENT ON SCHEMA "views" IS NULL'
+        assert not any("SET SCHEMA" in s for s in swap_sql)
         assert swap.bounded and swap.lock_timeout and swap.single_batch
-        assert compiled.drop_schema is not None
-        assert compiled.drop_schema.startswith("views__old_")
+        assert compiled.replaced_schema == "views__old_0f5fcccd"
 
     def test_a_materialized_view_is_filled_by_refresh(self) -> None:
         compiled = compile_plan(plan_for(IN_SYNC, force=True))
         sql = [step.sql for step in compiled.phases[0].steps]
+        (storage,) = [
+            s.split('"')[1] for s in sql if s.startswith("CREATE SCHEMA") and "__data_" in s
+        ]
         create = sql.index(
-            'CREATE MATERIALIZED VIEW "views__staging"."daily" AS SELECT 1 AS id\nWITH NO DATA'
+            f'CREATE MATERIALIZED VIEW "{storage}"."daily" AS SELECT 1 AS id\nWITH NO DATA'
         )
-        assert sql[create + 1] == 'REFRESH MATERIALIZED VIEW "views__staging"."daily"'
+        assert sql[create + 1] == f'REFRESH MATERIALIZED VIEW "{storage}"."daily"'
 
     def test_a_row_type_user_of_a_replaced_view_is_refused(self) -> None:
         dependent = ExternalDependent("column v of table keeps", "row type", "totals")

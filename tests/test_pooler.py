@@ -44,7 +44,6 @@ from django_orm_views.conf import schema_name
 from django_orm_views.sync import sync_lock
 
 from .test_sync_faults import (
-    LEFTOVERS,
     READER_QUERIES,
     SHOP_RELATIONS,
     SYNC,
@@ -59,9 +58,9 @@ from .test_sync_faults import (
 from .utils import (
     REPOSITORY,
     fetch,
+    leftovers,
     manage_py_env,
     relations_in,
-    schemas_like,
 )
 
 PGBOUNCER = Path("/usr/sbin/pgbouncer")
@@ -446,7 +445,7 @@ def assert_nothing_left_behind(pooler: Pooler) -> None:
     and in sync; and a forced sync through the pooler gets the lock at once."""
     assert advisory_locks() == 0, "an advisory lock outlived the syncs"
     assert relations_in("views") == SHOP_RELATIONS
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
     read_every_view()
     check = run_through(pooler, *SYNC, "--check")
     assert check.returncode == 0, check.stdout + check.stderr

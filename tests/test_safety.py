@@ -17,7 +17,7 @@ from django_orm_views.introspection import read_catalog
 from django_orm_views.views import declared_classes
 
 from .conftest import ANALYTICS_ROLE, create_role
-from .utils import fetch, run_command, schema_state
+from .utils import fetch, leftovers, run_command, schema_state
 
 pytestmark = pytest.mark.django_db
 
@@ -325,7 +325,7 @@ def test_no_attempt_at_the_swap_is_never_an_exit_0(attempts: int) -> None:
     else:
         assert "9 replaced" in result.stdout
     assert run_command("sync_views", "--check", "--database", "default").exit_code == 0
-    assert fetch("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'views\\_\\_%%'") == [(0,)]
+    assert leftovers() == []
 
 
 def test_with_no_views_declared_the_packages_views_are_planned_and_dropped(

@@ -31,6 +31,7 @@ from .utils import (
     REPOSITORY,
     database_url,
     fetch,
+    leftovers,
     manage_py,
     manage_py_env,
     mark_as_working_schema,
@@ -396,7 +397,7 @@ def test_view_refused_by_postgres_fails_the_sync_and_leaves_the_live_views(
     assert "The live views are unchanged." in result.stderr
     assert live_state() == before
     read_every_view()
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
     assert check_exit_code() == 0
 
 
@@ -418,7 +419,7 @@ def test_two_forced_syncs_started_at_once_both_succeed(syncs: Syncs, synced_befo
     assert relations_in("views") == SHOP_RELATIONS
     read_every_view()
     assert check_exit_code() == 0
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
     assert advisory_locks() == 0
 
 
@@ -446,7 +447,7 @@ def test_sync_killed_while_building_a_slow_view_leaves_the_live_views(syncs: Syn
 
     assert live_state() == before
     assert check_exit_code() == 0
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
     assert advisory_locks() == 0, "the killed sync's lock outlived its backend"
 
 
@@ -472,7 +473,7 @@ def test_sync_killed_while_its_build_waits_for_a_lock_leaves_the_live_views(sync
 
     assert relations_in("views") == SHOP_RELATIONS
     assert check_exit_code() == 0
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
 
 
 def test_sync_killed_while_its_swap_waits_for_a_reader_leaves_nothing_behind(
@@ -496,7 +497,7 @@ def test_sync_killed_while_its_swap_waits_for_a_reader_leaves_nothing_behind(
             assert live_state() == before
             # The build and the swap are one transaction: killed, nothing of it is left.
             syncs.wait_for_backends_to_go()
-            assert schemas_like(LEFTOVERS) == []
+            assert leftovers() == []
             assert advisory_locks() == 0
 
         # The same deploy, run again once the reader is gone.
@@ -507,7 +508,7 @@ def test_sync_killed_while_its_swap_waits_for_a_reader_leaves_nothing_behind(
     assert relations_in("views") == {**SHOP_RELATIONS, "faults_added": "v"}
     assert oid_of("shop_dailysales") == kept, "the unchanged materialized view was rebuilt"
     assert check_exit_code(fault_views="added") == 0
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
 
 
 def test_sync_killed_after_the_swap_leaves_the_old_schema_for_the_next_sync(syncs: Syncs) -> None:
@@ -533,7 +534,7 @@ def test_sync_killed_after_the_swap_leaves_the_old_schema_for_the_next_sync(sync
         assert f"Dropped schema {old[0]} left by an interrupted sync." in stdout
     assert_read_without_trouble(reader)
 
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
     assert check_exit_code() == 0
 
 
@@ -566,7 +567,7 @@ def test_open_reader_blocks_neither_a_forced_sync_nor_new_readers(syncs: Syncs) 
 
     stdout = ok(manage_sync())
     assert f"Dropped schema {old[0]} left by an interrupted sync." in stdout
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
 
 
 def test_old_schema_kept_for_a_reader_does_not_block_the_next_forced_sync(syncs: Syncs) -> None:
@@ -592,7 +593,7 @@ def test_old_schema_kept_for_a_reader_does_not_block_the_next_forced_sync(syncs:
     assert check_exit_code(fault_views=fault_views) == 0
 
     ok(syncs.run(fault_views=fault_views))
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
 
 
 # 5. The analytics role keeps its grants throughout ---------------------------------------------
@@ -651,7 +652,7 @@ def test_sync_refuses_to_replace_a_view_a_hand_made_view_reads(
     assert f"view {hand_made_view} depends on views.shop_ordertotals" in result.stderr
     assert "Nothing was changed." in result.stderr
     assert live_state() == before
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
     fetch(f"SELECT count(*) FROM {hand_made_view}")
 
 
@@ -668,7 +669,7 @@ def test_hand_made_view_over_an_unchanged_view_survives_syncs(
     assert relations_in("views") == {**SHOP_RELATIONS, "faults_added": "v"}
     assert oid_of("shop_ordertotals") == kept
     fetch(f"SELECT count(*) FROM {hand_made_view}")
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
     assert check_exit_code(fault_views="added") == 0
 
     # And back: the view is dropped, shop_ordertotals moved across again.
@@ -677,7 +678,7 @@ def test_hand_made_view_over_an_unchanged_view_survives_syncs(
     assert relations_in("views") == SHOP_RELATIONS
     assert oid_of("shop_ordertotals") == kept
     fetch(f"SELECT count(*) FROM {hand_made_view}")
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
     assert check_exit_code() == 0
 
 
@@ -700,7 +701,7 @@ def test_leftover_working_schema_is_dropped_by_the_next_sync(
     stdout = ok(manage_sync())
 
     assert "Dropped schema views__old_0badf00d left by an interrupted sync." in stdout
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
     assert relations_in("views") == SHOP_RELATIONS
     if synced_before:
         assert "Views already in sync" in stdout
@@ -728,11 +729,11 @@ def test_sync_inside_an_outer_transaction_is_rolled_back_with_it(clean_views_sch
         assert [row[1:3] for row in inside] == [row[1:3] for row in before]
         assert {row[3] for row in inside}.isdisjoint(row[3] for row in before)
         read_every_view()
-        assert schemas_like(LEFTOVERS) == []
+        assert leftovers() == []
         raise Rollback
 
     assert live_state() == before
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
     assert advisory_locks() == 0
     assert check_exit_code() == 0
 
@@ -749,5 +750,5 @@ def test_first_sync_inside_an_outer_transaction_commits_or_rolls_back_with_it(
     with transaction.atomic():
         sync_views(database="default")
     assert relations_in("views") == SHOP_RELATIONS
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
     assert check_exit_code() == 0

@@ -22,7 +22,6 @@ from django_orm_views import sync_views
 from django_orm_views.apply import _advisory_key
 
 from .test_sync_faults import (
-    LEFTOVERS,
     SHOP_RELATIONS,
     Syncs,
     advisory_locks,
@@ -34,7 +33,14 @@ from .test_sync_faults import (
     open_transaction,
     wait_for,
 )
-from .utils import REPOSITORY, declare_view, fetch, manage_py_env, relations_in, schemas_like
+from .utils import (
+    REPOSITORY,
+    declare_view,
+    fetch,
+    leftovers,
+    manage_py_env,
+    relations_in,
+)
 
 pytestmark = pytest.mark.usefixtures("clean_views_schema")
 
@@ -160,7 +166,7 @@ def test_terminated_during_the_build(syncs: Syncs) -> None:
         "the live views are unchanged",
     )
     assert live_state() == before
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
     assert advisory_locks() == 0
     ok(manage_sync("--force"))
     assert check_exit_code() == 0
@@ -248,7 +254,7 @@ def test_a_sync_stopped_before_its_commit_stalls_readers_at_most_the_swap_timeou
     )
     assert live_state() == before
     assert "faults_added" not in relations_in("views")
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
     assert advisory_locks() == 0
 
 
@@ -270,7 +276,7 @@ def test_terminated_while_dropping_the_old_schema_still_exits_0(syncs: Syncs) ->
     assert check_exit_code() == 0
     stdout = ok(manage_sync())
     assert "left by an interrupted sync" in stdout
-    assert schemas_like(LEFTOVERS) == []
+    assert leftovers() == []
 
 
 def test_a_sync_never_continues_without_its_lock(syncs: Syncs) -> None:

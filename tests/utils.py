@@ -117,18 +117,53 @@ def relations_in(schema: str, alias: str = "default") -> dict[str, str]:
     return found
 
 
-def oid_of(name: str, schema: str = "views", alias: str = "default") -> int:
-    """The OID of the relation that is the view ``name`` to its readers: the stored
-    materialized view, for a view of ``schema`` that points to one."""
+def stored_in(name: str, schema: str = "views", alias: str = "default") -> str:
+    """The schema that holds the view ``name`` of ``schema``: its storage schema, for a
+    view that points to a stored one (a materialized view), else ``schema``."""
     rows = fetch(
         "SELECT obj_description(r.oid, 'pg_rewrite') FROM pg_rewrite r "
-        "WHERE r.ev_class = %s::regclass AND r.rulename = '_RETURN'",
+        "WHERE r.ev_class = to_regclass(%s) AND r.rulename = '_RETURN'",
         [f'"{schema}"."{name}"'],
         alias,
     )
     marker = parse_owner_marker(rows[0][0], None) if rows else None
-    where = marker.storage if marker is not None and marker.storage else schema
+    return marker.storage if marker is not None and marker.storage else schema
+
+
+def oid_of(name: str, schema: str = "views", alias: str = "default") -> int:
+    """The OID of the relation that is the view ``name`` to its readers: the stored
+    materialized view, for a view of ``schema`` that points to one."""
+    where = stored_in(name, schema, alias)
     return int(fetch("SELECT %s::regclass::oid", [f'"{where}"."{name}"'], alias)[0][0])
+
+
+LEFTOVERS_QUERY = r"""
+SELECT nspname FROM pg_namespace WHERE nspname LIKE 'views\_\_staging%%'
+UNION ALL
+SELECT nspname FROM (
+    SELECT nspname, row_number() OVER (
+        ORDER BY substring(obj_description(oid, 'pg_namespace')
+                           FROM '"replaced_at": ([0-9.]+)')::numeric DESC NULLS LAST
+    ) AS position
+    FROM pg_namespace WHERE nspname LIKE 'views\_\_old\_%%'
+) AS generations
+WHERE position > 1
+UNION ALL
+SELECT DISTINCT n.nspname
+FROM pg_namespace AS n
+LEFT JOIN pg_class AS c ON c.relnamespace = n.oid AND c.relkind IN ('v', 'm')
+WHERE n.nspname LIKE 'views\_\_data\_%%' AND (c.oid IS NULL OR NOT EXISTS (
+    SELECT 1 FROM pg_depend AS d JOIN pg_rewrite AS r ON r.oid = d.objid
+    WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = c.oid AND r.ev_class <> c.oid
+))
+ORDER BY 1
+"""
+
+
+def leftovers(alias: str = "default") -> list[str]:
+    """The working schemas that should not be there: a staging schema, previous
+    generations beyond the newest, storage schemas that hold something nothing reads."""
+    return [row[0] for row in fetch(LEFTOVERS_QUERY, [], alias)]
 
 
 def schemas_like(pattern: str, alias: str = "default") -> list[str]:

@@ -200,7 +200,9 @@ class Command(ViewsCommand):
                 self.stdout.write(f"    {statement};")
         if verbosity >= 1:
             for leftover in result.dropped_leftovers:
-                self.stdout.write(f"Dropped schema {leftover}, which the package no longer needs.")
+                self.stdout.write(f"Dropped schema {leftover} left by an interrupted sync.")
+            for previous in result.dropped_previous:
+                self.stdout.write(f"Dropped the previous generation {previous}.")
             if result.previous_generation and verbosity >= 2:
                 self.stdout.write(
                     f"Kept the previous generation as {result.previous_generation} (for queries "
