@@ -83,6 +83,7 @@ class Housekeeping:
 
     def dropped(self, *roles: str) -> list[str]:
         return [name for name in self.dropped_schemas if self.roles.get(name) in roles]
+
     # Working schemas it could not drop now (a reader held them, or the sync lock was
     # taken): the next sync tries again.
     kept: list[str] = field(default_factory=list)

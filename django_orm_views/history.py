@@ -183,6 +183,8 @@ class ViewStatus:
     depends_on: tuple[str, ...] = ()
     reads_tables: tuple[str, ...] = ()
     reads_columns: tuple[str, ...] = ()
+    # The generation (the sync) that built it, as its marker says.
+    generation: str | None = None
 
     @property
     def materialized(self) -> bool:
@@ -210,6 +212,7 @@ class ViewStatus:
             "depends_on": list(self.depends_on),
             "reads_tables": list(self.reads_tables),
             "reads_columns": list(self.reads_columns),
+            "generation": self.generation,
             "last_refresh": None
             if refresh is None
             else {
@@ -219,6 +222,7 @@ class ViewStatus:
                 "rows": refresh.rows,
                 "succeeded": refresh.succeeded,
                 "error": refresh.error or None,
+                "generation": refresh.generation or None,
             },
         }
 
@@ -285,6 +289,7 @@ def view_statuses(database: str = "default") -> tuple[SyncPlan, list[ViewStatus]
                 depends_on=read.depends_on if read is not None else (),
                 reads_tables=read.reads_tables if read is not None else (),
                 reads_columns=read.reads_columns if read is not None else (),
+                generation=existing.generation if existing is not None else None,
             )
         )
     return plan, statuses

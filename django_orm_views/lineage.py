@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from django.db import connections
 
 from .exceptions import ViewError
-from .introspection import dependents_closure, direct_readers, resolve_relation, view_reads
+from .introspection import (
+    dependents_closure,
+    direct_readers,
+    read_catalog,
+    resolve_relation,
+    view_reads,
+)
 from .plan import SyncPlan
 
 __all__ = ["ViewLineage", "dot", "lineage", "mermaid", "readers_of"]
@@ -128,10 +134,22 @@ def readers_of(database: str, schema: str, target: str) -> tuple[str, list[Reade
     direct = direct_readers(connection, [(oid, attnum)])
     closure = dependents_closure(connection, [item.oid for item in direct])
     direct_oids = {item.oid for item in direct}
-    readers = [
-        Reader(item.schema, item.name, item.kind, item.oid in direct_oids)
-        for item in closure
-        if item.schema == schema
-    ]
+    # A view that points to a stored materialized view reads what that one reads.
+    held = read_catalog(connection, schema).objects
+    stored_directly = {(item.schema, item.name) for item in direct}
+    readers = []
+    for item in closure:
+        if item.schema != schema:
+            continue
+        existing = held.get(item.name)
+        storage = existing.storage if existing is not None else None
+        readers.append(
+            Reader(
+                item.schema,
+                item.name,
+                existing.kind if existing is not None and storage else item.kind,
+                item.oid in direct_oids or (storage, item.name) in stored_directly,
+            )
+        )
     label = f"{table}.{column}" if column else table
     return label, readers

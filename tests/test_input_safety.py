@@ -17,7 +17,7 @@ from django_orm_views import InvalidViewError, sync_views
 from django_orm_views.compiler import parse_select
 from django_orm_views.sql import quote_literal, quote_role
 
-from .utils import declare_view, fetch, rewrite_schema, run_command
+from .utils import declare_view, fetch, rewrite_schema, run_command, stored_in
 
 MODULE = "tests.test_input_safety"
 
@@ -292,8 +292,8 @@ class TestLiterals:
         # The predicate PostgreSQL stored, printed as it prints any text constant.
         expected = "(label = '" + value.replace("'", "''") + "'::text)"
         assert fetch(
-            "SELECT pg_get_expr(indpred, indrelid) FROM pg_index "
-            'WHERE indexrelid = \'"views"."input_tricky"\'::regclass'
+            "SELECT pg_get_expr(indpred, indrelid) FROM pg_index WHERE indexrelid = %s::regclass",
+            [f'"{stored_in("input_labels")}"."input_tricky"'],
         ) == [(expected,)]
         # And it holds for the row that has that value, only.
         assert fetch('SELECT label FROM "views"."input_labels" WHERE label = %s', [value]) == [

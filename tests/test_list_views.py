@@ -232,6 +232,7 @@ def test_json_for_scripts_includes_the_last_refresh_and_its_error(
         "depends_on",
         "reads_tables",
         "reads_columns",
+        "generation",
     }
     assert (domains["database"], domains["kind"], domains["state"]) == (
         "default",

@@ -277,6 +277,13 @@ def driver_connection(settings_dict: dict[str, Any], name: str) -> Iterator[Any]
         connection.close()
 
 
+# The storage schema each view of a generation points to, read from its marker.
+STORED_IN = (
+    "SELECT ev_class, substring(obj_description(oid, 'pg_rewrite') "
+    'FROM \'"storage": "([^"]+)"\') AS stored FROM pg_rewrite WHERE rulename = \'_RETURN\''
+)
+
+
 @dataclass
 class MigratingDatabase:
     """A database of its own for one test, and ``manage.py`` runs against it."""
@@ -325,15 +332,30 @@ class MigratingDatabase:
             return list(cursor.fetchall()) if cursor.description else []
 
     def views(self) -> dict[str, str]:
+        """The views of the views schema as readers see them: one that points to a
+        stored materialized view is that materialized view ('m')."""
         return dict(
             self.fetch(
-                "SELECT c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n "
-                "ON n.oid = c.relnamespace WHERE n.nspname = 'views' AND c.relkind IN ('v', 'm')"
+                "SELECT c.relname, CASE WHEN r.stored IS NULL THEN c.relkind::text ELSE 'm' END "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                f"LEFT JOIN ({STORED_IN}) r ON r.ev_class = c.oid "
+                "WHERE n.nspname = 'views' AND c.relkind IN ('v', 'm')"
             )
         )
 
+    def schemas(self) -> list[str]:
+        return [row[0] for row in self.fetch("SELECT nspname FROM pg_namespace ORDER BY 1")]
+
+    def stored_in(self, view: str) -> str:
+        """The schema that holds the view's rows: its storage schema, or views."""
+        rows = self.fetch(
+            f"SELECT stored FROM ({STORED_IN}) r WHERE r.ev_class = %s::regclass", [f"views.{view}"]
+        )
+        return rows[0][0] if rows and rows[0][0] else "views"
+
     def oid(self, view: str) -> int:
-        return int(self.fetch("SELECT %s::regclass::oid", [f"views.{view}"])[0][0])
+        where = self.stored_in(view)
+        return int(self.fetch("SELECT %s::regclass::oid", [f'"{where}"."{view}"'])[0][0])
 
     def applied(self) -> list[str]:
         return [
@@ -375,8 +397,8 @@ def at_0001(migrating_database: MigratingDatabase) -> MigratingDatabase:
         "INSERT INTO migrating_app_item (category_id, name, price, legacy_code) "
         "SELECT 1 + g %% 2, 'item ' || g, g, 'code-' || g FROM generate_series(1, 200) AS g"
     )
-    db.fetch("REFRESH MATERIALIZED VIEW views.migrating_itemcategories")
-    db.fetch("REFRESH MATERIALIZED VIEW views.migrating_itemcodes")
+    for name in ("migrating_itemcategories", "migrating_itemcodes"):
+        db.fetch(f'REFRESH MATERIALIZED VIEW "{db.stored_in(name)}"."{name}"')
     assert db.views() == INITIAL_VIEWS
     return db
 
@@ -638,11 +660,14 @@ class TestWithoutSyncOnMigrate:
             return
         # Django before 6 drops columns with CASCADE: the migration succeeds without the views.
         assert result.exit_code == 0, result.stderr
+        # The live view, and the previous generation's (kept since the last sync's swap).
+        (previous,) = [name for name in db.schemas() if name.startswith("views__old_")]
         assert result.stdout.splitlines()[-1] == (
-            "The migrations dropped 1 view(s) on database 'default' together with the columns "
-            "or tables they read (Django drops them with CASCADE): views.migrating_itemcodes. "
-            "Run `manage.py sync_views` to create them again, or set ORM_VIEWS_SYNC_ON_MIGRATE "
-            "= True so that migrate does it."
+            "The migrations dropped 2 view(s) on database 'default' together with the columns "
+            "or tables they read (Django drops them with CASCADE): views.migrating_itemcodes, "
+            f"{previous}.migrating_itemcodes (the previous generation). Run `manage.py "
+            "sync_views` to create them again, or set ORM_VIEWS_SYNC_ON_MIGRATE = True so that "
+            "migrate does it."
         )
         assert "migrating_itemcodes" not in db.views()
         assert db.manage("sync_views", "-v0").exit_code == 0

@@ -181,8 +181,9 @@ def parse_working_schema(name: str, comment: str) -> WorkingSchema:
             tuple(str(view) for view in payload.get("views", ())),
         )
     except (ValueError, KeyError, TypeError):
-        # Marked by an older version, which dropped it at once: no time, no rollback.
-        return WorkingSchema(name, role)
+        # Marked by an older version, which dropped it right after the swap: what is
+        # left of it was left by an interrupted sync (no time, no rollback).
+        return WorkingSchema(name, "other")
 
 
 @dataclass(frozen=True)

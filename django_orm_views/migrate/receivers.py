@@ -23,6 +23,7 @@ from ..introspection import (
     drop_order,
     external_dependents,
     own_schemas,
+    read_catalog,
 )
 from ..locks import retry_on_lock, set_local, sync_lock
 from ..registry import views_for_database
@@ -209,11 +210,17 @@ def report_cascaded_views(
         remaining = {int(oid) for (oid,) in cursor.fetchall()}
     gone = [item for item in views if item.oid not in remaining]
     if gone:
-        names = ", ".join(item.qualified_name for item in gone)
+        schema = get_settings().schema
+        roles = {schema: "live"}
+        roles.update((item.name, item.role) for item in read_catalog(connection, schema).working)
+        declared = sorted(
+            {_as_declared(item, schema, roles.get(item.schema, "other")) for item in gone}
+        )
+        names = ", ".join(declared)
         _write(
             stdout,
             verbosity,
-            f"The migrations dropped {len(gone)} view(s) on database '{connection.alias}' "
+            f"The migrations dropped {len(declared)} view(s) on database '{connection.alias}' "
             f"together with the columns or tables they read (Django drops them with CASCADE): "
             f"{names}. Run `manage.py sync_views` to create them again, or set "
             "ORM_VIEWS_SYNC_ON_MIGRATE = True so that migrate does it.",
@@ -318,6 +325,16 @@ def _error_detail(error: BaseException | None) -> str:
     return ""
 
 
+def _as_declared(item: Dependent, schema: str, role: str) -> str:
+    """How a view of the package is named to its users: a stored one by the name of the
+    view that points to it, one of the previous generation as such."""
+    if role == "storage":
+        return f"{schema}.{item.name}"
+    if role == "previous":
+        return f"{item.qualified_name} (the previous generation)"
+    return item.qualified_name
+
+
 def explain_migration_failure(error: BaseException, database: str) -> str | None:
     """A message for a migration that PostgreSQL refused because views read what it
     changes, naming those views and ORM_VIEWS_SYNC_ON_MIGRATE; None for other errors."""
@@ -328,18 +345,26 @@ def explain_migration_failure(error: BaseException, database: str) -> str | None
     connection = connections[database]
     dependents: list[Dependent] = []
     schema = get_settings().schema
-    own = {schema}
+    roles = {schema: "live"}
     if run is not None and run.targets:
         try:
             dependents = dependents_of(connection, _pairs(run.targets_of(migration)))
-            own = own_schemas(connection, schema)
+            roles.update(
+                (item.name, item.role) for item in read_catalog(connection, schema).working
+            )
         except DatabaseError:
             dependents = []
     detail = _error_detail(error)
     if not dependents and " view " not in f" {detail} {error} ":
         return None
-    ours = [item.qualified_name for item in dependents if item.schema == schema]
-    others = [item.qualified_name for item in dependents if item.schema not in own]
+    ours = sorted(
+        {
+            _as_declared(item, schema, roles[item.schema])
+            for item in dependents
+            if item.schema in roles
+        }
+    )
+    others = [item.qualified_name for item in dependents if item.schema not in roles]
     where = f"Migration {migration}" if migration else "A migration"
     reason = str(error).strip().splitlines()[0]
     lines = [

@@ -3,7 +3,9 @@ with its state, contents and last refresh."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -14,6 +16,7 @@ from django.utils import timezone
 from ...conf import get_settings
 from ...exceptions import ViewError
 from ...history import IN_SYNC, MISSING, NOT_DECLARED, OUTDATED, ViewStatus, view_statuses
+from ...introspection import CatalogSnapshot
 from ...lineage import dot, mermaid, readers_of
 from ...sync import databases_to_sync
 from ..base import ViewsCommand
@@ -81,7 +84,7 @@ class Command(ViewsCommand):
                 return
             for alias in aliases:
                 plan, statuses = view_statuses(alias)
-                listings.append((alias, plan.schema, plan.snapshot.leftover_schemas, statuses))
+                listings.append((alias, plan.schema, plan.snapshot, statuses))
         except ViewError as error:
             raise CommandError(str(error)) from error
         self.render(output, listings)
@@ -98,10 +101,10 @@ class Command(ViewsCommand):
             return
         if not listings:
             self.stdout.write("No views are declared.")
-        for index, (alias, schema, leftovers, statuses) in enumerate(listings):
+        for index, (alias, schema, snapshot, statuses) in enumerate(listings):
             if index:
                 self.stdout.write("")
-            self.render_table(alias, schema, leftovers, statuses)
+            self.render_table(alias, schema, snapshot, statuses)
 
     def print_readers(self, aliases: list[str], target: str, output: str) -> None:
         schema = get_settings().schema
@@ -127,9 +130,10 @@ class Command(ViewsCommand):
             self.stdout.write(json.dumps(found, indent=2))
 
     def render_table(
-        self, alias: str, schema: str, leftovers: tuple[str, ...], statuses: list[ViewStatus]
+        self, alias: str, schema: str, snapshot: CatalogSnapshot, statuses: list[ViewStatus]
     ) -> None:
-        self.stdout.write(f"Database '{alias}', schema {schema!r}:")
+        generation = f" (generation {snapshot.generation})" if snapshot.generation else ""
+        self.stdout.write(f"Database '{alias}', schema {schema!r}{generation}:")
         rows = [COLUMNS, *(self.cells(status) for status in statuses)]
         widths = [max(len(row[column]) for row in rows) for column in range(len(COLUMNS))]
         for position, row in enumerate(rows):
@@ -157,10 +161,30 @@ class Command(ViewsCommand):
                 "views refuses to replace the schema until they are moved elsewhere.",
                 self.style.WARNING,
             )
-        for leftover in leftovers:
+        self.render_working_schemas(snapshot)
+
+    def render_working_schemas(self, snapshot: CatalogSnapshot) -> None:
+        """The previous generation, and what interrupted syncs left behind."""
+        keep = get_settings().keep_previous_seconds
+        kept = snapshot.kept_previous(keep, time.time())
+        if kept is not None and kept.replaced_at is not None:
+            replaced = datetime.datetime.fromtimestamp(kept.replaced_at, tz=datetime.timezone.utc)
+            until = replaced + datetime.timedelta(seconds=keep)
             self.stdout.write(
-                f"Schema {leftover} was left by an interrupted sync; the next sync drops it.",
-                self.style.NOTICE,
+                f"Previous generation: {kept.name}, replaced at "
+                f"{timezone.localtime(replaced):%Y-%m-%d %H:%M:%S %Z}, kept until "
+                f"{timezone.localtime(until):%Y-%m-%d %H:%M:%S %Z} "
+                "(`sync_views --rollback` swaps it back in)."
+            )
+        roles = {item.name: item.role for item in snapshot.working}
+        for leftover in snapshot.schemas_to_drop(keep, time.time()):
+            why = (
+                "is older than ORM_VIEWS_KEEP_PREVIOUS_SECONDS (or not the newest)"
+                if roles.get(leftover) == "previous"
+                else "was left by an interrupted sync"
+            )
+            self.stdout.write(
+                f"Schema {leftover} {why}; the next sync drops it.", self.style.NOTICE
             )
 
     @staticmethod

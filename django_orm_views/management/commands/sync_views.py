@@ -199,23 +199,27 @@ class Command(ViewsCommand):
             for statement in result.statements:
                 self.stdout.write(f"    {statement};")
         if verbosity >= 1:
-            for leftover in result.dropped_leftovers:
-                self.stdout.write(f"Dropped schema {leftover} left by an interrupted sync.")
-            for previous in result.dropped_previous:
-                self.stdout.write(f"Dropped the previous generation {previous}.")
-            if result.previous_generation and verbosity >= 2:
-                self.stdout.write(
-                    f"Kept the previous generation as {result.previous_generation} (for queries "
-                    "still reading it, and for --rollback)."
-                )
-            if result.kept_old_schema:
-                self.stdout.write(
-                    f"Readers still use the previous views; schema {result.kept_old_schema} will "
-                    "be dropped by the next sync.",
-                    self.style.WARNING,
-                )
+            self.render_generations(result, verbosity)
             style = self.style.SUCCESS if result.applied else self.style.NOTICE
             self.stdout.write(result.summary(), style)
+
+    def render_generations(self, result: SyncResult, verbosity: int) -> None:
+        """What the sync dropped after its work, and what it kept."""
+        for leftover in result.dropped_leftovers:
+            self.stdout.write(f"Dropped schema {leftover} left by an interrupted sync.")
+        for previous in result.dropped_previous:
+            self.stdout.write(f"Dropped the previous generation {previous}.")
+        if result.previous_generation and verbosity >= 2:
+            self.stdout.write(
+                f"Kept the previous generation as {result.previous_generation} (for queries "
+                "still reading it, and for --rollback)."
+            )
+        if result.kept_old_schema:
+            self.stdout.write(
+                f"Readers still use the previous views; schema {result.kept_old_schema} will "
+                "be dropped by the next sync.",
+                self.style.WARNING,
+            )
 
     def render_diff(self, diffs: dict[str, list[str]]) -> None:
         for lines in diffs.values():
