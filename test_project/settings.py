@@ -96,3 +96,6 @@ STATIC_URL = "static/"
 
 # django-orm-views: every view that is not `hidden` is readable by this role.
 ORM_VIEWS_GRANT_SELECT_TO = ["analytics"]
+# How long a swap keeps the previous generation (the package's default: an hour); the
+# tests and benchmarks set it per process.
+ORM_VIEWS_KEEP_PREVIOUS_SECONDS = float(os.environ.get("ORM_VIEWS_KEEP_PREVIOUS_SECONDS", "3600"))

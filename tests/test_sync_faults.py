@@ -476,33 +476,24 @@ def test_sync_killed_while_its_build_waits_for_a_lock_leaves_the_live_views(sync
     assert leftovers() == []
 
 
-def test_sync_killed_while_its_swap_waits_for_a_reader_leaves_nothing_behind(
+def test_a_reader_of_an_unchanged_materialized_view_never_holds_the_swap(
     syncs: Syncs,
 ) -> None:
     sync_views(database="default")
-    before = live_state()
     kept = oid_of("shop_dailysales")
-    with reading(READER_QUERIES) as reader:
-        # Moving the unchanged materialized view across waits for this reader.
-        with open_transaction("SELECT count(*) FROM views.shop_dailysales"):
-            process = syncs.start(fault_views="added")
-            wait_for(
-                "the swap to wait for the reader of shop_dailysales",
-                lambda: syncs.backends(
-                    process, "wait_event_type = 'Lock' AND query LIKE '%%SET SCHEMA%%'"
-                ),
-                process=process,
-            )
-            syncs.kill(process)
-            assert live_state() == before
-            # The build and the swap are one transaction: killed, nothing of it is left.
-            syncs.wait_for_backends_to_go()
-            assert leftovers() == []
-            assert advisory_locks() == 0
-
-        # The same deploy, run again once the reader is gone.
+    # The unchanged materialized view stays where it is stored: the new generation only
+    # points to it, so the swap needs no lock this reader holds.
+    with (
+        reading(READER_QUERIES) as reader,
+        open_transaction("SELECT count(*) FROM views.shop_dailysales") as holder,
+    ):
+        started = time.monotonic()
         stdout = ok(syncs.run(fault_views="added"))
+        assert time.monotonic() - started < 30
         assert "1 created, 0 replaced, 0 dropped, 9 unchanged" in stdout
+        # The reader's transaction goes on reading the previous generation's view.
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM views.shop_dailysales")
     assert_read_without_trouble(reader)
 
     assert relations_in("views") == {**SHOP_RELATIONS, "faults_added": "v"}
@@ -511,7 +502,16 @@ def test_sync_killed_while_its_swap_waits_for_a_reader_leaves_nothing_behind(
     assert leftovers() == []
 
 
-def test_sync_killed_after_the_swap_leaves_the_old_schema_for_the_next_sync(syncs: Syncs) -> None:
+@pytest.fixture
+def drop_previous_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Syncs in new processes drop the previous generation right after the swap
+    (ORM_VIEWS_KEEP_PREVIOUS_SECONDS = 0), as versions before it did."""
+    monkeypatch.setenv("ORM_VIEWS_KEEP_PREVIOUS_SECONDS", "0")
+
+
+def test_sync_killed_after_the_swap_leaves_the_old_schema_for_the_next_sync(
+    syncs: Syncs, drop_previous_at_once: None
+) -> None:
     sync_views(database="default")
     with reading(READER_QUERIES) as reader:
         with open_transaction("SELECT count(*) FROM views.shop_ordertotals") as holder:
@@ -522,7 +522,8 @@ def test_sync_killed_after_the_swap_leaves_the_old_schema_for_the_next_sync(sync
                 process=process,
             )
             syncs.kill(process)
-            assert schemas_like(LEFTOVERS) == old
+            assert schemas_like(OLD_SCHEMAS) == old
+            assert leftovers() == []
             # The swap is complete: the new views are live and match the code.
             assert relations_in("views") == SHOP_RELATIONS
             assert check_exit_code() == 0
@@ -531,17 +532,20 @@ def test_sync_killed_after_the_swap_leaves_the_old_schema_for_the_next_sync(sync
         syncs.wait_for_backends_to_go()
 
         stdout = ok(manage_sync())
-        assert f"Dropped schema {old[0]} left by an interrupted sync." in stdout
+        assert f"Dropped the previous generation {old[0]}." in stdout
     assert_read_without_trouble(reader)
 
     assert leftovers() == []
+    assert schemas_like(OLD_SCHEMAS) == []
     assert check_exit_code() == 0
 
 
 # 4. A reader holding a query open --------------------------------------------------------------
 
 
-def test_open_reader_blocks_neither_a_forced_sync_nor_new_readers(syncs: Syncs) -> None:
+def test_open_reader_blocks_neither_a_forced_sync_nor_new_readers(
+    syncs: Syncs, drop_previous_at_once: None
+) -> None:
     sync_views(database="default")
     with open_transaction(
         "SELECT count(*) FROM views.shop_ordertotals", "SELECT count(*) FROM views.shop_dailysales"
@@ -566,14 +570,17 @@ def test_open_reader_blocks_neither_a_forced_sync_nor_new_readers(syncs: Syncs) 
     assert check_exit_code() == 0
 
     stdout = ok(manage_sync())
-    assert f"Dropped schema {old[0]} left by an interrupted sync." in stdout
+    assert f"Dropped the previous generation {old[0]}." in stdout
     assert leftovers() == []
+    assert schemas_like(OLD_SCHEMAS) == []
 
 
-def test_old_schema_kept_for_a_reader_does_not_block_the_next_forced_sync(syncs: Syncs) -> None:
-    # A plain view over a materialized view: when the materialized view is unchanged it
-    # is moved across, and the old copy of the plain view, left in views__old_<hex> while
-    # a reader keeps that schema, then depends on the live materialized view.
+def test_old_schema_kept_for_a_reader_does_not_block_the_next_forced_sync(
+    syncs: Syncs, drop_previous_at_once: None
+) -> None:
+    # A plain view over a materialized view: the materialized view is stored apart, and
+    # the old copy of the plain view, left in views__old_<hex> while a reader keeps that
+    # schema, reads the stored materialized view the live generation points to.
     fault_views = "over_materialized,added"
     ok(syncs.run(fault_views="over_materialized"))
     with open_transaction("SELECT count(*) FROM views.shop_ordertotals"):
@@ -594,6 +601,7 @@ def test_old_schema_kept_for_a_reader_does_not_block_the_next_forced_sync(syncs:
 
     ok(syncs.run(fault_views=fault_views))
     assert leftovers() == []
+    assert schemas_like(OLD_SCHEMAS) == []
 
 
 # 5. The analytics role keeps its grants throughout ---------------------------------------------

@@ -230,7 +230,8 @@ def test_a_sync_stopped_before_its_commit_stalls_readers_at_most_the_swap_timeou
     process = _start_stopping_sync(syncs, strategy)
     if ending == "terminated":
         terminate(syncs.backends(process))
-    # The unchanged materialized views were moved in the swap: a reader needs them.
+    # A reader of the live views: whatever the stopped sync holds, it waits at most the
+    # swap timeout (a swap now renames schemas only, and a recreate drops everything).
     reader = connect()
     reader.autocommit = True
     try:
@@ -244,6 +245,8 @@ def test_a_sync_stopped_before_its_commit_stalls_readers_at_most_the_swap_timeou
     # ORM_VIEWS_SWAP_TIMEOUT_MS defaults to 1 s; bounded generously (2 shared cores).
     assert stalled < 6, f"a reader waited {stalled:.1f}s for a stopped sync"
     assert _stopped(process.pid), "the sync went on before the reader was measured"
+    # The server ends the stopped sync's transaction (idle_in_transaction_session_timeout).
+    wait_for("the server to end the stopped sync", lambda: not syncs.backends(process))
 
     process.send_signal(signal.SIGCONT)
     stdout, stderr = process.communicate(timeout=60)
@@ -258,7 +261,11 @@ def test_a_sync_stopped_before_its_commit_stalls_readers_at_most_the_swap_timeou
     assert advisory_locks() == 0
 
 
-def test_terminated_while_dropping_the_old_schema_still_exits_0(syncs: Syncs) -> None:
+def test_terminated_while_dropping_the_old_schema_still_exits_0(
+    syncs: Syncs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The previous generation dropped right after the swap, as versions before it did.
+    monkeypatch.setenv("ORM_VIEWS_KEEP_PREVIOUS_SECONDS", "0")
     sync_views(database="default")
     # A reader keeps the old plain view locked: the old schema's drop retries.
     with open_transaction("SELECT count(*) FROM views.shop_ordertotals"):
@@ -275,7 +282,7 @@ def test_terminated_while_dropping_the_old_schema_still_exits_0(syncs: Syncs) ->
     assert relations_in("views") == SHOP_RELATIONS
     assert check_exit_code() == 0
     stdout = ok(manage_sync())
-    assert "left by an interrupted sync" in stdout
+    assert "Dropped the previous generation views__old_" in stdout
     assert leftovers() == []
 
 
