@@ -205,7 +205,9 @@ def _create_steps(
         if name in locations:
             if locations[name] == storage:
                 steps += _stored_steps(plan, name, storage, locations, generation)
-            steps += _pointer_steps(plan, name, target_schema, locations[name], generation)
+            steps += _pointer_steps(
+                plan, name, target_schema, locations[name], generation, len(chosen)
+            )
         else:
             targets = {other: target_schema for other in chosen}
             select_sql = None
@@ -214,7 +216,9 @@ def _create_steps(
             for sql in item.create_statements(target_schema, select_sql):
                 steps.append(Step(sql, name))
             steps.extend(_populate_steps(plan, name, target_schema))
-            steps.append(_marker_step(plan, name, target_schema, generation=generation))
+            steps.append(
+                _marker_step(plan, name, target_schema, generation=generation, size=len(chosen))
+            )
         steps.extend(
             _comment_steps(plan, name, target_schema, created=True, pointer=name in locations)
         )
@@ -240,7 +244,7 @@ def _stored_steps(
 
 
 def _pointer_steps(
-    plan: SyncPlan, name: str, target_schema: str, storage: str, generation: str
+    plan: SyncPlan, name: str, target_schema: str, storage: str, generation: str, size: int
 ) -> list[Step]:
     """The view a generation holds for a stored one: ``SELECT *`` from it, with the
     declared options, and a marker naming where it is stored."""
@@ -252,7 +256,7 @@ def _pointer_steps(
             f"SELECT * FROM {qualified_name(storage, name)}",
             name,
         ),
-        _marker_step(plan, name, target_schema, storage=storage, generation=generation),
+        _marker_step(plan, name, target_schema, storage=storage, generation=generation, size=size),
     ]
 
 
@@ -296,6 +300,7 @@ def _marker_step(
     *,
     storage: str | None = None,
     generation: str | None = None,
+    size: int | None = None,
 ) -> Step:
     """The package's ownership marker and fingerprint, on the view's ``_RETURN`` rule
     (the view's own comment belongs to the user), with the generation that built it;
@@ -304,8 +309,11 @@ def _marker_step(
     existing = plan.snapshot.objects.get(name)
     if existing is not None and generation is None:
         storage, generation = existing.storage, existing.generation
+        size = existing.generation_size
     extra_roles = () if plan.rendered[name].hidden else plan.extra_roles
-    marker = quote_literal(owner_marker(plan.fingerprints[name], extra_roles, storage, generation))
+    marker = quote_literal(
+        owner_marker(plan.fingerprints[name], extra_roles, storage, generation, size)
+    )
     return Step(
         f'COMMENT ON RULE "_RETURN" ON {qualified_name(target_schema, name)} IS {marker}', name
     )
@@ -482,7 +490,7 @@ def _compile_swap(plan: SyncPlan, dependents: list[ExternalDependent]) -> Compil
     old_schema = None
     if plan.snapshot.schema_exists:
         old_schema = previous_schema_name(schema, plan.snapshot)
-        swap += retire_generation_steps(schema, old_schema, plan.snapshot.owned_objects)
+        swap += retire_generation_steps(schema, old_schema, plan.snapshot)
     swap += [
         Step(f"ALTER SCHEMA {quote_identifier(staging)} RENAME TO {quote_identifier(schema)}"),
         # The live schema keeps the comment its users gave it (none: no comment).
@@ -516,12 +524,12 @@ def previous_schema_name(schema: str, snapshot: CatalogSnapshot) -> str:
     return f"{old_schema_prefix(schema)}{live}"
 
 
-def retire_generation_steps(schema: str, old_schema: str, views: Iterable[str]) -> list[Step]:
+def retire_generation_steps(schema: str, old_schema: str, snapshot: CatalogSnapshot) -> list[Step]:
     """Rename the live generation to ``old_schema`` and mark it as the previous one, with
-    the time (for ORM_VIEWS_KEEP_PREVIOUS_SECONDS) and the views it holds (for a
-    rollback). Renaming a schema locks none of its relations: readers, on the primary or
-    on a hot standby, never wait for it."""
-    marker = previous_marker(time.time(), views)
+    the time (for ORM_VIEWS_KEEP_PREVIOUS_SECONDS), the views it holds and how many it
+    had lost (for a rollback). Renaming a schema locks none of its relations: readers,
+    on the primary or on a hot standby, never wait for it."""
+    marker = previous_marker(time.time(), snapshot.owned_objects, snapshot.lost_views)
     return [
         Step(f"ALTER SCHEMA {quote_identifier(schema)} RENAME TO {quote_identifier(old_schema)}"),
         Step(f"COMMENT ON SCHEMA {quote_identifier(old_schema)} IS {quote_literal(marker)}"),

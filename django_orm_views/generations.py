@@ -203,7 +203,7 @@ def rollback_views(*, database: str = "default") -> RollbackResult:
             _refuse_outside_dependents(connection, database, snapshot)
             retired = _retired_name(schema, snapshot)
             steps = [
-                *retire_generation_steps(schema, retired, snapshot.owned_objects),
+                *retire_generation_steps(schema, retired, snapshot),
                 Step(
                     f"ALTER SCHEMA {quote_identifier(previous.name)} RENAME TO {quote_identifier(schema)}"
                 ),
@@ -250,8 +250,11 @@ def _previous_to_restore(
     held = read_catalog(connection, snapshot.schema, generation=previous.name)
     missing = sorted(set(previous.views) - set(held.owned_objects))
     lost = sorted(name for name, item in held.owned_objects.items() if item.fingerprint is None)
-    if missing or lost:
-        listed = ", ".join(missing + [f"{name} (its stored data)" for name in lost])
+    if missing or lost or previous.lost:
+        gone = [*missing, *(f"{name} (its stored data)" for name in lost)]
+        if previous.lost:
+            gone.append(f"{previous.lost} view(s) dropped while it was live")
+        listed = ", ".join(gone)
         raise SyncError(
             f"Cannot roll back database '{database}': the previous generation "
             f"({previous.name}) no longer matches the tables: it has lost {listed}, most "

@@ -611,6 +611,31 @@ class TestSyncOnMigrate:
         assert db.manage("migrate", sync_on_migrate=True).exit_code == 0
         assert db.views() == INITIAL_VIEWS
 
+    def test_the_previous_generation_never_blocks_migrate_and_then_refuses_a_rollback(
+        self, at_0001: MigratingDatabase
+    ) -> None:
+        db = at_0001
+        # A deploy that rebuilt everything: the previous generation reads price too.
+        assert db.manage("sync_views", "--force", "-v0", stage="initial").exit_code == 0
+        (previous,) = [name for name in db.schemas() if name.startswith("views__old_")]
+        assert db.fetch(f"SELECT count(*) FROM {previous}.migrating_itemprices") == [(200,)]
+
+        result = db.manage(
+            "migrate", "migrating_app", "0002", stage="initial", sync_on_migrate=True
+        )
+
+        assert result.exit_code == 0, result.stderr
+        assert db.applied() == ["0001_initial", "0002_alter_price_type"]
+        assert db.views() == INITIAL_VIEWS
+        # The previous generation's views of price were dropped before the migration;
+        # the sync after it kept the generation that lost them as the previous one...
+        assert previous not in db.schemas()
+        # ...so a rollback to it is refused, saying what it lost.
+        result = db.manage("sync_views", "--rollback", stage="initial")
+        assert result.exit_code == 1
+        assert result.stderr.startswith("CommandError: Cannot roll back database 'default'")
+        assert "it has lost 2 view(s) dropped while it was live" in result.stderr
+
 
 class TestWithoutSyncOnMigrate:
     def test_altering_a_column_views_read_names_the_views_and_the_setting(
@@ -631,6 +656,22 @@ class TestWithoutSyncOnMigrate:
         )
         assert db.applied() == ["0001_initial"]
         assert db.oid("migrating_itemprices") == before
+
+    def test_the_error_names_the_previous_generations_views_too(
+        self, at_0001: MigratingDatabase
+    ) -> None:
+        db = at_0001
+        assert db.manage("sync_views", "--force", "-v0", stage="initial").exit_code == 0
+        (previous,) = [name for name in db.schemas() if name.startswith("views__old_")]
+        result = db.manage("migrate")
+        assert result.exit_code == 1
+        assert (
+            "Views of django-orm-views that read it: views.migrating_expensiveitems, "
+            f"views.migrating_itemprices, {previous}.migrating_expensiveitems (the previous "
+            f"generation), {previous}.migrating_itemprices (the previous generation). Set "
+            "ORM_VIEWS_SYNC_ON_MIGRATE = True"
+        ) in result.stderr
+        assert db.applied() == ["0001_initial"]
 
     def test_dropped_columns_take_their_views_along_and_migrate_says_so(
         self, at_0001: MigratingDatabase

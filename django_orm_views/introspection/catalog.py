@@ -57,6 +57,7 @@ def owner_marker(
     extra_roles: Iterable[str] = (),
     storage: str | None = None,
     generation: str | None = None,
+    size: int | None = None,
 ) -> str:
     """The comment of a view's ``_RETURN`` rule: the package's ownership marker, the
     view's fingerprint, the roles granted by ``--grant-select-permissions-to-user``,
@@ -70,13 +71,20 @@ def owner_marker(
         payload["storage"] = storage
     if generation is not None:
         payload["generation"] = generation
+    if size is not None:
+        # How many views the generation was built with: one that lost some (to a
+        # migration's CASCADE, say) is never rolled back to.
+        payload["size"] = size
     return OWNER_MARKER_PREFIX + json.dumps(payload, sort_keys=True)
 
 
-def previous_marker(replaced_at: float, views: Iterable[str]) -> str:
-    """The comment of a previous generation: when the swap replaced it, and the views it
-    held then (a rollback refuses a generation that has lost some)."""
-    payload = {"replaced_at": round(replaced_at, 3), "views": sorted(views)}
+def previous_marker(replaced_at: float, views: Iterable[str], lost: int = 0) -> str:
+    """The comment of a previous generation: when the swap replaced it, the views it
+    held then, and how many of the views it was built with it had lost by then (a
+    rollback refuses a generation that has lost some)."""
+    payload: dict[str, object] = {"replaced_at": round(replaced_at, 3), "views": sorted(views)}
+    if lost:
+        payload["lost"] = lost
     return f"{PREVIOUS_MARKER} {json.dumps(payload, sort_keys=True)}"
 
 
@@ -86,6 +94,7 @@ class OwnerMarker:
     extra_roles: frozenset[str] = frozenset()
     storage: str | None = None
     generation: str | None = None
+    size: int | None = None
 
 
 def parse_owner_marker(rule_comment: str | None, legacy_comment: str | None) -> OwnerMarker | None:
@@ -94,11 +103,13 @@ def parse_owner_marker(rule_comment: str | None, legacy_comment: str | None) -> 
         try:
             payload = json.loads(rule_comment[len(OWNER_MARKER_PREFIX) :])
             storage, generation = payload.get("storage"), payload.get("generation")
+            size = payload.get("size")
             return OwnerMarker(
                 str(payload["fingerprint"]),
                 frozenset(str(role) for role in payload.get("extra_roles", ())),
                 None if storage is None else str(storage),
                 None if generation is None else str(generation),
+                None if size is None else int(size),
             )
         except (ValueError, KeyError, TypeError):
             return OwnerMarker(None)
@@ -127,8 +138,10 @@ class DatabaseObject:
     # For a view that points to a stored one (a materialized view, or a view one reads):
     # the storage schema that holds the real object, under the same name.
     storage: str | None = None
-    # The generation (the sync that built it), from its marker.
+    # The generation (the sync that built it) and how many views it built, from its
+    # marker.
     generation: str | None = None
+    generation_size: int | None = None
 
     @property
     def materialized(self) -> bool:
@@ -156,6 +169,8 @@ class WorkingSchema:
     role: str
     replaced_at: float | None = None
     views: tuple[str, ...] = ()
+    # Views it was built with that were gone when it was replaced.
+    lost: int = 0
 
 
 def parse_working_schema(name: str, comment: str) -> WorkingSchema:
@@ -179,6 +194,7 @@ def parse_working_schema(name: str, comment: str) -> WorkingSchema:
             role,
             float(payload["replaced_at"]),
             tuple(str(view) for view in payload.get("views", ())),
+            int(payload.get("lost", 0)),
         )
     except (ValueError, KeyError, TypeError):
         # Marked by an older version, which dropped it right after the swap: what is
@@ -271,6 +287,14 @@ class CatalogSnapshot:
         view moved across keeps the generation that built it)."""
         counts = Counter(item.generation for item in self.objects.values() if item.generation)
         return counts.most_common(1)[0][0] if counts else None
+
+    @property
+    def lost_views(self) -> int:
+        """How many of the views the live generation was built with are gone."""
+        generation = self.generation
+        built = [item for item in self.objects.values() if item.generation == generation]
+        sizes = {item.generation_size for item in built if item.generation_size is not None}
+        return max(0, max(sizes) - len(built)) if sizes else 0
 
     @property
     def owned_objects(self) -> dict[str, DatabaseObject]:
@@ -398,6 +422,7 @@ class _CatalogRow:
             options=tuple(sorted(self.options or ())),
             storage=marker.storage if marker else None,
             generation=marker.generation if marker else None,
+            generation_size=marker.size if marker else None,
         )
 
 
