@@ -146,8 +146,9 @@ def marker(
     extra_roles: tuple[str, ...] = (),
     storage: str | None = None,
     generation: str | None = None,
+    size: int | None = None,
 ) -> str:
-    return quote_literal(owner_marker(fingerprint, extra_roles, storage, generation))
+    return quote_literal(owner_marker(fingerprint, extra_roles, storage, generation, size))
 
 
 def new_storage(statements: list[str]) -> str:
@@ -279,7 +280,7 @@ class TestRecreate:
             f"IS {marker('fp-daily', generation=generation)}",
             f'CREATE VIEW "views"."daily" AS SELECT * FROM "{storage}"."daily"',
             f'COMMENT ON RULE "_RETURN" ON "views"."daily" '
-            f"IS {marker('fp-daily', storage=storage, generation=generation)}",
+            f"IS {marker('fp-daily', storage=storage, generation=generation, size=3)}",
         ]
         # Every view is rebuilt, unchanged ones too, and nothing is left to drop.
         built = [step.view for step in recreate.steps if step.sql.startswith(CREATE_VIEW)]
