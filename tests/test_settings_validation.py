@@ -64,6 +64,10 @@ INVALID = [
     ("ORM_VIEWS_SYNC_LOCK_WAIT", -1, "E031", "is not a number of seconds."),
     ("ORM_VIEWS_SYNC_LOCK_WAIT", float("nan"), "E031", "is not a number of seconds."),
     ("ORM_VIEWS_SYNC_LOCK_WAIT", None, "E031", "is not a number of seconds."),
+    ("ORM_VIEWS_KEEP_PREVIOUS_SECONDS", "1 hour", "E037", "is not a number of seconds."),
+    ("ORM_VIEWS_KEEP_PREVIOUS_SECONDS", -1, "E037", "is not a number of seconds."),
+    ("ORM_VIEWS_KEEP_PREVIOUS_SECONDS", float("inf"), "E037", "is not a number of seconds."),
+    ("ORM_VIEWS_KEEP_PREVIOUS_SECONDS", True, "E037", "is not a number of seconds."),
     (
         "ORM_VIEWS_REFRESH_HISTORY_LIMIT",
         "all",
@@ -188,6 +192,8 @@ def test_the_accessors_validate_too() -> None:
     [
         {"ORM_VIEWS_SYNC_LOCK_WAIT": 0},
         {"ORM_VIEWS_SYNC_LOCK_WAIT": 0.5},
+        {"ORM_VIEWS_KEEP_PREVIOUS_SECONDS": 0},
+        {"ORM_VIEWS_KEEP_PREVIOUS_SECONDS": 86400.5},
         {"ORM_VIEWS_SWAP_LOCK_TIMEOUT_MS": 1, "ORM_VIEWS_SWAP_ATTEMPTS": 1},
         {"ORM_VIEWS_SWAP_TIMEOUT_MS": 100},
         {"ORM_VIEWS_REFRESH_HISTORY_LIMIT": None},
