@@ -183,8 +183,10 @@ class ViewStatus:
     depends_on: tuple[str, ...] = ()
     reads_tables: tuple[str, ...] = ()
     reads_columns: tuple[str, ...] = ()
-    # The generation (the sync) that built it, as its marker says.
+    # The generation (the sync) that built it, as its marker says, and the storage
+    # schema of a materialized view.
     generation: str | None = None
+    stored_in: str | None = None
 
     @property
     def materialized(self) -> bool:
@@ -213,6 +215,7 @@ class ViewStatus:
             "reads_tables": list(self.reads_tables),
             "reads_columns": list(self.reads_columns),
             "generation": self.generation,
+            "stored_in": self.stored_in,
             "last_refresh": None
             if refresh is None
             else {
@@ -290,6 +293,7 @@ def view_statuses(database: str = "default") -> tuple[SyncPlan, list[ViewStatus]
                 reads_tables=read.reads_tables if read is not None else (),
                 reads_columns=read.reads_columns if read is not None else (),
                 generation=existing.generation if existing is not None else None,
+                stored_in=existing.storage if existing is not None else None,
             )
         )
     return plan, statuses

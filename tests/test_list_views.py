@@ -233,6 +233,7 @@ def test_json_for_scripts_includes_the_last_refresh_and_its_error(
         "reads_tables",
         "reads_columns",
         "generation",
+        "stored_in",
     }
     assert (domains["database"], domains["kind"], domains["state"]) == (
         "default",
