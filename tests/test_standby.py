@@ -11,7 +11,7 @@ storage of materialized views lives in ``<schema>__storage``, which each generat
 views only point to, so that a sync takes no lock a standby reader could hold.
 
 The pair (``test_project/replication.py``) is started once for the module from the
-embedded PostgreSQL's programs, with ``max_standby_streaming_delay = 2s`` and
+embedded PostgreSQL's programs (the machine's when it is not installed), with ``max_standby_streaming_delay = 2s`` and
 ``hot_standby_feedback = on`` (so that only the package's locks can cancel a query), or
 given by ``DATABASE_URL`` and ``STANDBY_DATABASE_URL``. The tests use a database of
 their own on it. Every migration, sync and refresh runs in a ``manage.py`` process
@@ -55,7 +55,7 @@ CHANGED_VIEW = "faults_revised"
 # test_project's materialized view with a unique index (refreshed concurrently), which
 # no sync here changes.
 UNCHANGED_MATERIALIZED = "shop_dailysales"
-# A plain view over a chain of plain views.
+# A plain view over another plain view.
 PLAIN_VIEW = "shop_customerrevenue"
 
 READER_QUERIES = [
