@@ -1,13 +1,16 @@
-"""Views that tests/test_sync_faults.py adds to test_project's, in a subprocess only.
+"""Views that tests/test_sync_faults.py and tests/test_standby.py add to test_project's,
+in a subprocess only.
 
-Never imported by the test process: the subprocess started by ``test_sync_faults``
-imports it after ``django.setup()``, and ``FAULT_VIEWS`` (comma-separated) chooses
-which classes it declares:
+Never imported by the test process: the subprocesses those tests start import it after
+``django.setup()``, and ``FAULT_VIEWS`` (comma-separated) chooses which classes it
+declares:
 
 - ``broken``: SQL that pglast parses but PostgreSQL refuses (an unknown column);
 - ``slow``: a materialized view whose creation sleeps ``FAULT_VIEWS_SLOW_SECONDS``;
 - ``added``: a cheap new view, so that a sync without ``--force`` has work to do;
-- ``over_materialized``: a plain view over the materialized view shop_dailysales.
+- ``over_materialized``: a plain view over the materialized view shop_dailysales;
+- ``revised``: a plain view whose SQL holds ``FAULT_VIEWS_REVISION`` (an int), so that
+  syncs with different revisions each replace it.
 """
 
 from __future__ import annotations
@@ -49,3 +52,12 @@ if "over_materialized" in CHOSEN:
         prefix = "faults"
         database = "default"
         sql = "SELECT day, revenue FROM views.shop_dailysales"
+
+
+if "revised" in CHOSEN:
+    REVISION = int(os.environ.get("FAULT_VIEWS_REVISION", "0"))
+
+    class Revised(PostgresViewFromSQL):
+        prefix = "faults"
+        database = "default"
+        sql = f"SELECT {REVISION} AS revision, count(*) AS orders FROM shop_order"
