@@ -199,7 +199,7 @@ def rollback_views(*, database: str = "default") -> RollbackResult:
         with sync_lock(connection, schema, get_settings().sync_lock_wait):
             stage = "while it ran"
             snapshot = read_catalog(connection, schema)
-            previous = _previous_to_restore(connection, database, snapshot)
+            previous, held = _previous_to_restore(connection, database, snapshot)
             _refuse_outside_dependents(connection, database, snapshot)
             retired = _retired_name(schema, snapshot)
             steps = [
@@ -225,19 +225,20 @@ def rollback_views(*, database: str = "default") -> RollbackResult:
             f"Rollback of database '{database}' failed {stage}: {str(error).strip()}. The "
             "live views are unchanged."
         ) from error
-    restored = read_catalog(connection, schema)
     return RollbackResult(
         database=database,
-        generation=restored.generation or previous.name.removeprefix(old_schema_prefix(schema)),
+        generation=held.generation or previous.name.removeprefix(old_schema_prefix(schema)),
         previous=retired,
-        views=sorted(restored.owned_objects),
+        views=sorted(held.owned_objects),
         duration=time.perf_counter() - started,
     )
 
 
 def _previous_to_restore(
     connection: BaseDatabaseWrapper, database: str, snapshot: CatalogSnapshot
-) -> WorkingSchema:
+) -> tuple[WorkingSchema, CatalogSnapshot]:
+    """The previous generation to swap back in, and what it holds; refused when there is
+    none or it is not whole."""
     generations = [item for item in snapshot.previous_generations() if item.replaced_at]
     if not generations:
         raise SyncError(
@@ -261,7 +262,7 @@ def _previous_to_restore(
             "likely to a migration since the swap. Nothing was changed. Deploy the code "
             "you want to go back to and run sync_views instead."
         )
-    return previous
+    return previous, held
 
 
 def _refuse_outside_dependents(
