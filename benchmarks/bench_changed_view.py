@@ -31,14 +31,27 @@ from benchapp.catalog import Spec, base_table_statements, change_view, leaf_of_m
 SCRIPT = "bench_changed_view"
 
 
+# The stored materialized view each live view of the schema points to (its marker names
+# the storage schema).
+STORED_IDENTITIES = """
+SELECT c.relname, s.oid, s.relfilenode
+FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+JOIN pg_rewrite AS r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
+JOIN pg_namespace AS sn
+    ON sn.nspname = substring(obj_description(r.oid, 'pg_rewrite') FROM '"storage": "([^"]+)"')
+JOIN pg_class AS s ON s.relnamespace = sn.oid AND s.relname = c.relname AND s.relkind = 'm'
+WHERE n.nspname = 'views' AND c.relname = ANY(%s)
+"""
+
+
 def matview_identities(cursor: Any, names: list[str]) -> dict[str, tuple[int, int]]:
-    cursor.execute(
-        "SELECT c.relname, c.oid, c.relfilenode FROM pg_class AS c JOIN pg_namespace AS n "
-        "ON n.oid = c.relnamespace WHERE n.nspname = 'views' AND c.relkind = 'm' "
-        "AND c.relname = ANY(%s)",
-        [names],
-    )
-    return {name: (int(oid), int(filenode)) for name, oid, filenode in cursor.fetchall()}
+    """(oid, relfilenode) of each materialized view, where it is stored: both change when
+    it is rebuilt or repopulated."""
+    cursor.execute(STORED_IDENTITIES, [names])
+    found = {name: (int(oid), int(filenode)) for name, oid, filenode in cursor.fetchall()}
+    assert sorted(found) == sorted(names), f"stored views not found: {set(names) - set(found)}"
+    return found
 
 
 def main() -> None:
@@ -113,11 +126,14 @@ def run(database: common.Database, args: Any) -> None:
                 if action.name in materialized
             )
         )
+        # Views created from their SQL in the new generation (plain views are cheap to
+        # create again), not counting the views that only point to a stored one.
         built_counts.append(
             sum(
                 1
                 for sql in result.statements
                 if sql.startswith(("CREATE VIEW", "CREATE MATERIALIZED"))
+                and 'AS SELECT * FROM "views__data_' not in sql
             )
         )
         matview_statements += sum(
@@ -166,8 +182,8 @@ def run(database: common.Database, args: Any) -> None:
         "changed-view sync_views() (swap)",
         common.fmt_ms(change),
         common.fmt_ratio(common.ratio(change, floor)),
-        f"{share:.1f}% of the full sync; {int(common.median(built_counts))} views rebuilt, "
-        f"{int(common.median(kept_counts))} materialized kept",
+        f"{share:.1f}% of the full sync; {int(common.median(built_counts))} plain views "
+        f"created again, {int(common.median(kept_counts))} materialized kept where stored",
     )
     table.add(
         "full sync_views() (swap, empty schema)",

@@ -8,7 +8,7 @@ it runs, the main process calls ``sync_views(force=True)``, which rebuilds both 
 - strategy ``recreate``: drop and recreate the schema in one transaction, so a reader
   waits for the whole rebuild;
 - (for information) ``swap`` without ``force`` after the plain view changed: the
-  materialized view is kept and moved across in the swap (``ALTER ... SET SCHEMA``).
+  materialized view is kept where it is stored, and the new generation points to it.
 
 Per sync: the reader's longest query that overlapped the sync (the stall), its median
 query during the sync, and its errors. The floor is the reader's median query latency

@@ -179,10 +179,13 @@ def refresh(mode: str, view: type[Any]) -> None:
     from django.db import connection
 
     from django_orm_views import refresh_materialized_views
+    from django_orm_views.introspection import live_location
 
     if mode == "blocking":
+        # Where the materialized view is stored: views.<name> only points to it.
+        stored_in, _ = live_location(connection, "views", VIEW_NAME)
         with connection.cursor() as cursor:
-            cursor.execute(f'REFRESH MATERIALIZED VIEW "views"."{VIEW_NAME}"')
+            cursor.execute(f'REFRESH MATERIALIZED VIEW "{stored_in}"."{VIEW_NAME}"')
         return
     (result,) = refresh_materialized_views([view], concurrently=mode == "concurrently")
     assert result.mode.value == mode, result

@@ -11,7 +11,7 @@ from django.db import Error, connections, transaction
 
 from . import signals
 from .conf import get_settings
-from .ddl import CompiledPlan, Phase, Step, compile_plan
+from .ddl import CompiledPlan, Phase, PreviousGeneration, Step, compile_plan
 from .exceptions import (
     ColumnMismatchError,
     ConnectionLostError,
@@ -200,13 +200,19 @@ def verify_readable_columns(connection: BaseDatabaseWrapper, plan: SyncPlan, sch
 
 
 def compile_for(connection: BaseDatabaseWrapper, plan: SyncPlan) -> CompiledPlan:
-    """Compile ``plan`` against the outside objects that depend on its live views."""
+    """Compile ``plan`` against the outside objects that depend on its live views and
+    the newest previous generation (whose grants never exceed the live ones)."""
     dependents = []
     if plan.snapshot.schema_exists:
         dependents = external_dependents(
             connection, plan.schema, package_schemas=package_schemas(plan.snapshot)
         )
-    return compile_plan(plan, dependents)
+    newest = next(iter(plan.snapshot.previous_generations()), None)
+    previous = None
+    if newest is not None and newest.replaced_at is not None:
+        held = read_catalog(connection, plan.schema, generation=newest.name)
+        previous = PreviousGeneration(newest, held)
+    return compile_plan(plan, dependents, previous)
 
 
 # The first PostgreSQL major that has each view option.

@@ -19,6 +19,7 @@ from .introspection import (
     STORAGE_MARKER,
     CatalogSnapshot,
     ExternalDependent,
+    WorkingSchema,
     old_schema_prefix,
     owner_marker,
     previous_marker,
@@ -31,6 +32,7 @@ from .sql import object_keyword, qualified_name, quote_identifier, quote_literal
 __all__ = [
     "CompiledPlan",
     "Phase",
+    "PreviousGeneration",
     "Step",
     "compile_plan",
     "describe_dependent",
@@ -404,18 +406,72 @@ def raise_for_foreign_objects(plan: SyncPlan) -> None:
     )
 
 
-def compile_plan(plan: SyncPlan, dependents: Iterable[ExternalDependent] = ()) -> CompiledPlan:
+def compile_plan(
+    plan: SyncPlan,
+    dependents: Iterable[ExternalDependent] = (),
+    previous: PreviousGeneration | None = None,
+) -> CompiledPlan:
     """The statements that apply ``plan``, grouped in phases. ``dependents`` are the
-    objects outside the package's schemas that depend on the live views (read by the
-    caller). Refuses a plan that would drop or replace anything the package did not
-    create, or anything an outside object depends on."""
+    objects outside the package's schemas that depend on the live views, ``previous``
+    the newest previous generation and what it holds (both read by the caller).
+    Refuses a plan that would drop or replace anything the package did not create, or
+    anything an outside object depends on."""
     raise_for_foreign_objects(plan)
     if not plan.changes_views:
-        # Only grants differ: change them in place, nothing to rebuild.
-        return CompiledPlan([Phase("grants", _in_place_grant_steps(plan))])
+        # Only grants differ: change them in place, nothing to rebuild; the previous
+        # generation loses what the live one loses (and records it, for a rollback).
+        steps = _in_place_grant_steps(plan) + narrow_previous_steps(plan, previous, record=True)
+        return CompiledPlan([Phase("grants", steps)])
     if plan.strategy == "recreate":
-        return _compile_recreate(plan, list(dependents))
-    return _compile_swap(plan, list(dependents))
+        compiled = _compile_recreate(plan, list(dependents))
+    else:
+        compiled = _compile_swap(plan, list(dependents))
+    # Dropped soon after (at most one previous generation is kept), or left alone by a
+    # recreate: either way it grants nothing the new generation does not.
+    compiled.phases[0].steps += narrow_previous_steps(plan, previous, record=False)
+    return compiled
+
+
+@dataclass(frozen=True)
+class PreviousGeneration:
+    """The newest previous generation: its marker, and what it holds."""
+
+    schema: WorkingSchema
+    held: CatalogSnapshot
+
+
+def narrow_previous_steps(
+    plan: SyncPlan, previous: PreviousGeneration | None, *, record: bool
+) -> list[Step]:
+    """Revoke from the previous generation what the plan's generation will not grant, so
+    that nobody keeps through it an access the code has taken away; with ``record``,
+    add it to the grants its marker says were revoked (a rollback gives them back)."""
+    if previous is None:
+        return []
+    grants_after = {name: view_grants(item, plan.roles) for name, item in plan.rendered.items()}
+    revoked = narrowed_grants(
+        previous.held, schema_roles(plan.rendered.values(), plan.roles), grants_after
+    )
+    if not revoked:
+        return []
+    steps = revoke_steps(previous.schema.name, revoked)
+    if record:
+        merged = {name: set(roles) for name, roles in previous.schema.revoked}
+        for name, roles in revoked.items():
+            merged.setdefault(name, set()).update(roles)
+        marker = previous_marker(
+            previous.schema.replaced_at or time.time(),
+            previous.schema.views,
+            previous.schema.lost,
+            merged,
+        )
+        steps.append(
+            Step(
+                f"COMMENT ON SCHEMA {quote_identifier(previous.schema.name)} "
+                f"IS {quote_literal(marker)}"
+            )
+        )
+    return steps
 
 
 def _compile_recreate(plan: SyncPlan, dependents: list[ExternalDependent]) -> CompiledPlan:
@@ -490,7 +546,13 @@ def _compile_swap(plan: SyncPlan, dependents: list[ExternalDependent]) -> Compil
     old_schema = None
     if plan.snapshot.schema_exists:
         old_schema = previous_schema_name(schema, plan.snapshot)
-        swap += retire_generation_steps(schema, old_schema, plan.snapshot)
+        grants_after = {name: view_grants(item, plan.roles) for name, item in plan.rendered.items()}
+        revoked = narrowed_grants(
+            plan.snapshot, schema_roles(plan.rendered.values(), plan.roles), grants_after
+        )
+        # Moved views have left it already (with their grants brought up to date).
+        revoked = {name: roles for name, roles in revoked.items() if name not in moved}
+        swap += retire_generation_steps(schema, old_schema, plan.snapshot, revoked)
     swap += [
         Step(f"ALTER SCHEMA {quote_identifier(staging)} RENAME TO {quote_identifier(schema)}"),
         # The live schema keeps the comment its users gave it (none: no comment).
@@ -524,16 +586,66 @@ def previous_schema_name(schema: str, snapshot: CatalogSnapshot) -> str:
     return f"{old_schema_prefix(schema)}{live}"
 
 
-def retire_generation_steps(schema: str, old_schema: str, snapshot: CatalogSnapshot) -> list[Step]:
+def retire_generation_steps(
+    schema: str,
+    old_schema: str,
+    snapshot: CatalogSnapshot,
+    revoked: Mapping[str, frozenset[str]],
+) -> list[Step]:
     """Rename the live generation to ``old_schema`` and mark it as the previous one, with
-    the time (for ORM_VIEWS_KEEP_PREVIOUS_SECONDS), the views it holds and how many it
-    had lost (for a rollback). Renaming a schema locks none of its relations: readers,
-    on the primary or on a hot standby, never wait for it."""
-    marker = previous_marker(time.time(), snapshot.owned_objects, snapshot.lost_views)
+    the time (for ORM_VIEWS_KEEP_PREVIOUS_SECONDS), the views it holds, how many it had
+    lost, and the grants ``revoked`` from it (for a rollback). Renaming a schema locks
+    none of its relations: readers, on the primary or on a hot standby, never wait for
+    it.
+
+    ``revoked`` (by view name; ``""``: USAGE on the schema) is what it grants that the
+    generation replacing it does not: revoked now, so that nobody keeps, through the
+    previous generation, an access the code has taken away. Queries already running are
+    not affected (PostgreSQL checks privileges when a query starts)."""
+    marker = previous_marker(time.time(), snapshot.owned_objects, snapshot.lost_views, revoked)
     return [
         Step(f"ALTER SCHEMA {quote_identifier(schema)} RENAME TO {quote_identifier(old_schema)}"),
         Step(f"COMMENT ON SCHEMA {quote_identifier(old_schema)} IS {quote_literal(marker)}"),
+        *revoke_steps(old_schema, revoked),
     ]
+
+
+def revoke_steps(schema: str, revoked: Mapping[str, Iterable[str]]) -> list[Step]:
+    """REVOKE ``revoked`` (by view name; ``""``: USAGE on the schema) in ``schema``."""
+    steps = _schema_grant_steps(schema, (), revoked.get("", ()))
+    for name, roles in sorted(revoked.items()):
+        if name:
+            steps += _grant_steps(schema, name, (), roles)
+    return steps
+
+
+def regrant_steps(schema: str, revoked: Iterable[tuple[str, Iterable[str]]]) -> list[Step]:
+    """Give back the grants revoked from a generation when it was replaced (a rollback
+    swaps it back in with the grants it had)."""
+    steps = []
+    for name, roles in revoked:
+        if name:
+            steps += _grant_steps(schema, name, roles, ())
+        else:
+            steps += _schema_grant_steps(schema, roles, ())
+    return steps
+
+
+def narrowed_grants(
+    held: CatalogSnapshot,
+    schema_roles_after: frozenset[str],
+    grants_after: Mapping[str, frozenset[str]],
+) -> dict[str, frozenset[str]]:
+    """What the generation ``held`` describes grants that the one replacing it will not
+    (``grants_after``, by view name; views it lacks grant nothing), by view name; ``""``
+    holds the roles that lose USAGE on the schema."""
+    revoked = {}
+    if lost := held.schema_grantees - schema_roles_after:
+        revoked[""] = lost
+    for name, item in held.owned_objects.items():
+        if lost := item.grantees - grants_after.get(name, frozenset()):
+            revoked[name] = lost
+    return revoked
 
 
 def _relation_kind(plan: SyncPlan, action: ViewAction) -> str:

@@ -31,7 +31,9 @@ from .ddl import (
     Step,
     describe_dependent,
     drop_schema_sql,
+    narrowed_grants,
     new_generation,
+    regrant_steps,
     retire_generation_steps,
 )
 from .exceptions import ExternalDependentsError, SyncError
@@ -202,20 +204,7 @@ def rollback_views(*, database: str = "default") -> RollbackResult:
             previous, held = _previous_to_restore(connection, database, snapshot)
             _refuse_outside_dependents(connection, database, snapshot)
             retired = _retired_name(schema, snapshot)
-            steps = [
-                *retire_generation_steps(schema, retired, snapshot),
-                Step(
-                    f"ALTER SCHEMA {quote_identifier(previous.name)} RENAME TO {quote_identifier(schema)}"
-                ),
-                Step(
-                    f"COMMENT ON SCHEMA {quote_identifier(schema)} IS "
-                    + (
-                        "NULL"
-                        if snapshot.schema_comment is None
-                        else quote_literal(snapshot.schema_comment)
-                    )
-                ),
-            ]
+            steps = _rollback_steps(schema, snapshot, previous, held, retired)
             _swap_generations(connection, steps)
             stage = "while it committed"
     except Error as error:
@@ -232,6 +221,36 @@ def rollback_views(*, database: str = "default") -> RollbackResult:
         views=sorted(held.owned_objects),
         duration=time.perf_counter() - started,
     )
+
+
+def _rollback_steps(
+    schema: str,
+    snapshot: CatalogSnapshot,
+    previous: WorkingSchema,
+    held: CatalogSnapshot,
+    retired: str,
+) -> list[Step]:
+    """Retire the live generation as ``retired``, rename ``previous`` (which ``held``
+    describes) to ``schema`` with the comment the live schema had, and give it back the
+    grants revoked from it when it was replaced. The generation retired keeps no grant
+    that the restored one does not give."""
+    given_back = dict(previous.revoked)
+    restored = {
+        name: item.grantees | frozenset(given_back.get(name, ()))
+        for name, item in held.owned_objects.items()
+    }
+    revoked = narrowed_grants(
+        snapshot, held.schema_grantees | frozenset(given_back.get("", ())), restored
+    )
+    comment = "NULL" if snapshot.schema_comment is None else quote_literal(snapshot.schema_comment)
+    return [
+        *retire_generation_steps(schema, retired, snapshot, revoked),
+        Step(
+            f"ALTER SCHEMA {quote_identifier(previous.name)} RENAME TO {quote_identifier(schema)}"
+        ),
+        Step(f"COMMENT ON SCHEMA {quote_identifier(schema)} IS {comment}"),
+        *regrant_steps(schema, previous.revoked),
+    ]
 
 
 def _previous_to_restore(

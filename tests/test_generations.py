@@ -353,3 +353,101 @@ def live_relations() -> list[tuple[Any, ...]]:
 def autodiscover_again() -> None:
     """Undo a change of shop_ordertotals' SQL made in a test."""
     shop_views.OrderTotals.sql = shop_views.OrderTotals.sql.replace("FROM /* v2 */", "FROM", 1)
+
+
+def can_read(role: str, relation: str) -> bool:
+    return bool(fetch("SELECT has_table_privilege(%s, %s, 'SELECT')", [role, relation])[0][0])
+
+
+def has_usage(role: str, schema: str) -> bool:
+    return bool(fetch("SELECT has_schema_privilege(%s, %s, 'USAGE')", [role, schema])[0][0])
+
+
+class TestGrantsOfThePreviousGeneration:
+    """No generation grants what the live one does not: the previous one loses, at the
+    swap or in place, every grant the code takes away, and a rollback gives them back."""
+
+    def test_a_grant_taken_away_by_a_swap_is_revoked_from_the_previous_generation(
+        self, declared_views: list[type]
+    ) -> None:
+        secret = declare_view(
+            "Secret",
+            module=MODULE,
+            materialized=False,
+            sql="SELECT 1 AS id",
+            grant_select_to=["marketing"],
+        )
+        declared_views.append(secret)
+        sync_views(database="default")
+        assert can_read("marketing", "views.secret")
+        secret.sql = "SELECT 2 AS id"
+        secret.grant_select_to = []
+        (result,) = sync_views(database="default")
+        previous = result.previous_generation
+        assert previous is not None
+        assert not can_read("marketing", "views.secret")
+        assert not can_read("marketing", f"{previous}.secret")
+        # What it still grants is left as it was.
+        assert can_read("analytics", f"{previous}.secret")
+        assert can_read("marketing", f"{previous}.shop_customersanitised")
+        # A rollback gives back what the swap revoked: the generation as it was.
+        assert run_command("sync_views", "--rollback", "--database", "default").exit_code == 0
+        assert can_read("marketing", "views.secret")
+        # And the generation it retires grants nothing the restored one does not.
+        assert fetch("SELECT id FROM views.secret") == [(1,)]
+
+    def test_a_grant_taken_away_in_place_is_revoked_from_the_previous_generation(
+        self, declared_views: list[type]
+    ) -> None:
+        secret = declare_view(
+            "Secret",
+            module=MODULE,
+            materialized=False,
+            sql="SELECT 1 AS id",
+            grant_select_to=["marketing"],
+        )
+        declared_views.append(secret)
+        sync_views(database="default")
+        (swapped,) = sync_views(database="default", force=True)
+        previous = swapped.previous_generation
+        assert can_read("marketing", f"{previous}.secret")
+        secret.grant_select_to = []
+        (in_place,) = sync_views(database="default")
+        assert in_place.applied and in_place.previous_generation is None
+        assert not can_read("marketing", "views.secret")
+        assert not can_read("marketing", f"{previous}.secret")
+        (marked,) = catalog().previous_generations()
+        assert dict(marked.revoked) == {"secret": ("marketing",)}
+        run_command("sync_views", "--rollback", "--database", "default")
+        assert can_read("marketing", "views.secret")
+
+    def test_a_role_removed_from_the_setting_loses_the_previous_generation_too(
+        self, settings: Any
+    ) -> None:
+        execute('CREATE ROLE "generations reader"')  # rolled back with the test
+        settings.ORM_VIEWS_GRANT_SELECT_TO = ["analytics", "generations reader"]
+        sync_views(database="default")
+        (swapped,) = sync_views(database="default", force=True)
+        previous = swapped.previous_generation
+        assert previous is not None and has_usage("generations reader", previous)
+        settings.ORM_VIEWS_GRANT_SELECT_TO = ["analytics"]
+        sync_views(database="default")
+        assert not has_usage("generations reader", "views")
+        assert not has_usage("generations reader", previous)
+        assert not can_read("generations reader", f"{previous}.shop_ordertotals")
+        assert has_usage("analytics", previous)
+        assert can_read("analytics", f"{previous}.shop_ordertotals")
+
+    def test_nobody_reads_the_storage_schemas_directly(self) -> None:
+        sync_views(database="default")
+        storage = stored_in("shop_dailysales")
+        assert can_read("analytics", "views.shop_dailysales")
+        assert not has_usage("analytics", storage)
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL ROLE analytics")
+            cursor.execute("SELECT count(*) FROM views.shop_dailysales")
+            cursor.execute("SAVEPOINT direct")
+            with pytest.raises(Exception, match="permission denied for schema"):
+                cursor.execute(f'SELECT count(*) FROM "{storage}".shop_dailysales')
+            cursor.execute("ROLLBACK TO SAVEPOINT direct")
+            cursor.execute("RESET ROLE")

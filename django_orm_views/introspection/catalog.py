@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -78,13 +78,21 @@ def owner_marker(
     return OWNER_MARKER_PREFIX + json.dumps(payload, sort_keys=True)
 
 
-def previous_marker(replaced_at: float, views: Iterable[str], lost: int = 0) -> str:
+def previous_marker(
+    replaced_at: float,
+    views: Iterable[str],
+    lost: int = 0,
+    revoked: Mapping[str, Iterable[str]] | None = None,
+) -> str:
     """The comment of a previous generation: when the swap replaced it, the views it
-    held then, and how many of the views it was built with it had lost by then (a
-    rollback refuses a generation that has lost some)."""
+    held then, how many of the views it was built with it had lost by then (a rollback
+    refuses a generation that has lost some), and the grants revoked from it at the swap
+    (by view name; ``""``: USAGE on the schema), which a rollback gives back."""
     payload: dict[str, object] = {"replaced_at": round(replaced_at, 3), "views": sorted(views)}
     if lost:
         payload["lost"] = lost
+    if revoked:
+        payload["revoked"] = {name: sorted(roles) for name, roles in sorted(revoked.items())}
     return f"{PREVIOUS_MARKER} {json.dumps(payload, sort_keys=True)}"
 
 
@@ -171,6 +179,8 @@ class WorkingSchema:
     views: tuple[str, ...] = ()
     # Views it was built with that were gone when it was replaced.
     lost: int = 0
+    # The grants revoked from it when it was replaced, by view ("": the schema's USAGE).
+    revoked: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def parse_working_schema(name: str, comment: str) -> WorkingSchema:
@@ -195,6 +205,10 @@ def parse_working_schema(name: str, comment: str) -> WorkingSchema:
             float(payload["replaced_at"]),
             tuple(str(view) for view in payload.get("views", ())),
             int(payload.get("lost", 0)),
+            tuple(
+                (str(view), tuple(str(role) for role in roles))
+                for view, roles in dict(payload.get("revoked", {})).items()
+            ),
         )
     except (ValueError, KeyError, TypeError):
         # Marked by an older version, which dropped it right after the swap: what is
