@@ -27,15 +27,7 @@ from typing import TYPE_CHECKING
 from django.db import Error, connections, transaction
 
 from .conf import get_settings
-from .ddl import (
-    Step,
-    describe_dependent,
-    drop_schema_sql,
-    narrowed_grants,
-    new_generation,
-    regrant_steps,
-    retire_generation_steps,
-)
+from .ddl import describe_dependent, new_generation
 from .exceptions import ExternalDependentsError, SyncError
 from .introspection import (
     SCHEMA_MARKER_PREFIX,
@@ -55,6 +47,13 @@ from .locks import (
     sync_lock,
 )
 from .sql import object_keyword, qualified_name, quote_identifier, quote_literal
+from .statements import (
+    Step,
+    drop_schema_sql,
+    narrowed_grants,
+    regrant_steps,
+    retire_generation_steps,
+)
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper

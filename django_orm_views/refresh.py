@@ -22,12 +22,9 @@ or not, is recorded in the history (:mod:`django_orm_views.history`) and announc
 from __future__ import annotations
 
 import contextlib
-import datetime
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, connections, transaction
@@ -43,10 +40,12 @@ from .exceptions import (
     SyncLockTimeout,
     ViewError,
 )
+from .generations import housekeeping
 from .history import record_refresh
 from .introspection import live_location, read_catalog
 from .plan import ActionKind, SyncPlan, compare, desired_state, plan_sync, resolve_roles
 from .registry import find_view
+from .results import RefreshMode, RefreshResult
 from .sql import qualified_name
 from .views import (
     BasePostgresView,
@@ -69,41 +68,6 @@ __all__ = [
     "refresh_materialized_views",
     "refresh_sql",
 ]
-
-
-class RefreshMode(Enum):
-    CONCURRENTLY = "concurrently"
-    SWAP = "swap"
-    BLOCKING = "blocking"
-
-
-@dataclass(frozen=True)
-class RefreshResult:
-    """What happened to one materialized view: refreshed, failed or skipped."""
-
-    view: type[BasePostgresView]
-    database: str
-    mode: RefreshMode
-    duration: float
-    started_at: datetime.datetime
-    rows: int | None = None
-    # The message (naming the view and PostgreSQL's error) when the refresh failed or
-    # was skipped; the view then still has its previous contents.
-    error: str | None = None
-    skipped: bool = False
-    # The view whose rebuild (swap) rebuilt this one too, because this one depends on it.
-    rebuilt_with: str | None = None
-    # The generation of the views schema live after the refresh (a refresh by swap
-    # makes a new one).
-    generation: str | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.error is None
-
-    @property
-    def concurrently(self) -> bool:
-        return self.mode is RefreshMode.CONCURRENTLY
 
 
 def _view_class(view: type[BasePostgresView] | BasePostgresView) -> type[BasePostgresView]:
@@ -171,6 +135,10 @@ def refresh_materialized_views(
         for result in batch:
             results.append(result)
             (done if result.succeeded else failed).add(result.view.view_name)
+    if not any(result.mode is RefreshMode.SWAP for result in results):
+        # A refresh by swap is a sync, which did it already: drop a previous generation
+        # older than ORM_VIEWS_KEEP_PREVIOUS_SECONDS, and what nothing points to.
+        housekeeping(connections[database], plan.schema)
     failures = [result for result in results if not result.succeeded]
     if failures:
         raise RefreshFailedError(

@@ -1,13 +1,17 @@
-"""What a sync did: one result for each database, and the report that holds them."""
+"""What a sync did (one result for each database, and the report that holds them), and
+what a refresh did to one materialized view."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 
 from .plan import ActionKind, SyncPlan
+from .views import BasePostgresView
 
-__all__ = ["SyncReport", "SyncResult"]
+__all__ = ["RefreshMode", "RefreshResult", "SyncReport", "SyncResult"]
 
 
 @dataclass
@@ -79,3 +83,38 @@ class SyncReport:
     @property
     def applied(self) -> bool:
         return any(result.applied for result in self.results)
+
+
+class RefreshMode(Enum):
+    CONCURRENTLY = "concurrently"
+    SWAP = "swap"
+    BLOCKING = "blocking"
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What happened to one materialized view: refreshed, failed or skipped."""
+
+    view: type[BasePostgresView]
+    database: str
+    mode: RefreshMode
+    duration: float
+    started_at: datetime.datetime
+    rows: int | None = None
+    # The message (naming the view and PostgreSQL's error) when the refresh failed or
+    # was skipped; the view then still has its previous contents.
+    error: str | None = None
+    skipped: bool = False
+    # The view whose rebuild (swap) rebuilt this one too, because this one depends on it.
+    rebuilt_with: str | None = None
+    # The generation of the views schema live after the refresh (a refresh by swap
+    # makes a new one).
+    generation: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+    @property
+    def concurrently(self) -> bool:
+        return self.mode is RefreshMode.CONCURRENTLY

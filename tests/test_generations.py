@@ -451,3 +451,15 @@ class TestGrantsOfThePreviousGeneration:
                 cursor.execute(f'SELECT count(*) FROM "{storage}".shop_dailysales')
             cursor.execute("ROLLBACK TO SAVEPOINT direct")
             cursor.execute("RESET ROLE")
+
+
+def test_a_concurrent_refresh_drops_a_previous_generation_that_expired() -> None:
+    sync_views(database="default")
+    (result,) = sync_views(database="default", force=True)
+    assert schemas_like(OLD_SCHEMAS) == [result.previous_generation]
+    refresh_materialized_views(["shop_dailysales"], concurrently=True)
+    assert schemas_like(OLD_SCHEMAS) == [result.previous_generation]  # not expired yet
+    with override_settings(ORM_VIEWS_KEEP_PREVIOUS_SECONDS=0):
+        refresh_materialized_views(["shop_dailysales"], concurrently=True)
+    assert schemas_like(OLD_SCHEMAS) == []
+    assert leftovers() == []

@@ -1,36 +1,17 @@
 """Every catalog query of the package: what the database holds in the views schema and
-around it (``catalog``), and what depends on what (``dependents``)."""
+around it (``catalog``), how the package recognises its own objects (``markers``),
+single relations (``relations``), and what depends on what (``dependents``)."""
 
 from __future__ import annotations
 
 from .catalog import (
     CATALOG_QUERY,
-    LEGACY_FINGERPRINT_PREFIX,
-    OWNER_MARKER_PREFIX,
-    PREVIOUS_MARKER,
     RELATION_KINDS,
-    SCHEMA_MARKER_PREFIX,
-    STAGING_MARKER,
-    STORAGE_MARKER,
     CatalogSnapshot,
     DatabaseObject,
-    MaterializedViewStatistics,
-    OwnerMarker,
     StoredObject,
-    WorkingSchema,
-    live_location,
-    materialized_view_statistics,
-    missing_roles,
-    old_schema_prefix,
-    owner_marker,
     package_schemas,
-    parse_owner_marker,
-    parse_working_schema,
-    previous_marker,
     read_catalog,
-    staging_schema_name,
-    storage_schema_prefix,
-    view_columns,
 )
 from .dependents import (
     Dependent,
@@ -45,6 +26,30 @@ from .dependents import (
     resolve_relation,
     resolve_targets,
     view_reads,
+)
+from .markers import (
+    LEGACY_FINGERPRINT_PREFIX,
+    OWNER_MARKER_PREFIX,
+    PREVIOUS_MARKER,
+    SCHEMA_MARKER_PREFIX,
+    STAGING_MARKER,
+    STORAGE_MARKER,
+    OwnerMarker,
+    WorkingSchema,
+    old_schema_prefix,
+    owner_marker,
+    parse_owner_marker,
+    parse_working_schema,
+    previous_marker,
+    staging_schema_name,
+    storage_schema_prefix,
+)
+from .relations import (
+    MaterializedViewStatistics,
+    live_location,
+    materialized_view_statistics,
+    missing_roles,
+    view_columns,
 )
 
 __all__ = [

@@ -1,16 +1,25 @@
-"""The views schema as the database holds it: the package's markers, its objects and
-everything else in it, read in one round trip; columns, roles and statistics."""
+"""The views schema as the database holds it: its objects (with the package's markers)
+and everything else in it, the working schemas beside it, read in one round trip;
+columns, roles and statistics."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..conf import PUBLIC_KEYWORD_ROLE
-from ..sql import qualified_name, quote_literal
+from .markers import (
+    SCHEMA_MARKER_PREFIX,
+    WorkingSchema,
+    old_schema_prefix,
+    parse_owner_marker,
+    parse_working_schema,
+    staging_schema_name,
+    storage_schema_prefix,
+)
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -24,107 +33,6 @@ RELATION_KINDS = {
     "S": "sequence",
     "c": "composite type",
 }
-
-# What the package writes to recognise its own objects. Both live where users and BI
-# tools do not look: on a view's ``_RETURN`` rule (never on the view, whose comment
-# belongs to the user) and on the working schemas a sync creates and later drops.
-OWNER_MARKER_PREFIX = "django_orm_views "
-SCHEMA_MARKER_PREFIX = "django_orm_views:"
-STAGING_MARKER = f"{SCHEMA_MARKER_PREFIX}staging"
-PREVIOUS_MARKER = f"{SCHEMA_MARKER_PREFIX}previous"
-STORAGE_MARKER = f"{SCHEMA_MARKER_PREFIX}storage"
-# How versions before 3.0 marked their views (in the view's own comment).
-LEGACY_FINGERPRINT_PREFIX = "django-orm-views:"
-
-
-def staging_schema_name(schema: str) -> str:
-    return f"{schema}__staging"
-
-
-def old_schema_prefix(schema: str) -> str:
-    """Where the previous generation of the views schema lives after a swap."""
-    return f"{schema}__old_"
-
-
-def storage_schema_prefix(schema: str) -> str:
-    """Where materialized views (and the views they read) are stored: a schema per sync
-    that built some, which the generations' views point to and which no swap moves."""
-    return f"{schema}__data_"
-
-
-def owner_marker(
-    fingerprint: str,
-    extra_roles: Iterable[str] = (),
-    storage: str | None = None,
-    generation: str | None = None,
-    size: int | None = None,
-) -> str:
-    """The comment of a view's ``_RETURN`` rule: the package's ownership marker, the
-    view's fingerprint, the roles granted by ``--grant-select-permissions-to-user``,
-    the generation (the sync that built it) and, for a view that only points to a
-    stored one, the schema that stores it."""
-    payload: dict[str, object] = {
-        "fingerprint": fingerprint,
-        "extra_roles": sorted(set(extra_roles)),
-    }
-    if storage is not None:
-        payload["storage"] = storage
-    if generation is not None:
-        payload["generation"] = generation
-    if size is not None:
-        # How many views the generation was built with: one that lost some (to a
-        # migration's CASCADE, say) is never rolled back to.
-        payload["size"] = size
-    return OWNER_MARKER_PREFIX + json.dumps(payload, sort_keys=True)
-
-
-def previous_marker(
-    replaced_at: float,
-    views: Iterable[str],
-    lost: int = 0,
-    revoked: Mapping[str, Iterable[str]] | None = None,
-) -> str:
-    """The comment of a previous generation: when the swap replaced it, the views it
-    held then, how many of the views it was built with it had lost by then (a rollback
-    refuses a generation that has lost some), and the grants revoked from it at the swap
-    (by view name; ``""``: USAGE on the schema), which a rollback gives back."""
-    payload: dict[str, object] = {"replaced_at": round(replaced_at, 3), "views": sorted(views)}
-    if lost:
-        payload["lost"] = lost
-    if revoked:
-        payload["revoked"] = {name: sorted(roles) for name, roles in sorted(revoked.items())}
-    return f"{PREVIOUS_MARKER} {json.dumps(payload, sort_keys=True)}"
-
-
-@dataclass(frozen=True)
-class OwnerMarker:
-    fingerprint: str | None
-    extra_roles: frozenset[str] = frozenset()
-    storage: str | None = None
-    generation: str | None = None
-    size: int | None = None
-
-
-def parse_owner_marker(rule_comment: str | None, legacy_comment: str | None) -> OwnerMarker | None:
-    """The marker of a relation the package created, or None for anyone else's."""
-    if rule_comment and rule_comment.startswith(OWNER_MARKER_PREFIX):
-        try:
-            payload = json.loads(rule_comment[len(OWNER_MARKER_PREFIX) :])
-            storage, generation = payload.get("storage"), payload.get("generation")
-            size = payload.get("size")
-            return OwnerMarker(
-                str(payload["fingerprint"]),
-                frozenset(str(role) for role in payload.get("extra_roles", ())),
-                None if storage is None else str(storage),
-                None if generation is None else str(generation),
-                None if size is None else int(size),
-            )
-        except (ValueError, KeyError, TypeError):
-            return OwnerMarker(None)
-    if legacy_comment and legacy_comment.startswith(LEGACY_FINGERPRINT_PREFIX):
-        # Created by an older version: ours, rebuilt once to move its marker.
-        return OwnerMarker(None)
-    return None
 
 
 @dataclass(frozen=True)
@@ -164,56 +72,6 @@ class DatabaseObject:
         """What the relation in the schema is: a view, for one that points to a stored
         materialized view."""
         return "view" if self.storage is not None else self.kind
-
-
-@dataclass(frozen=True)
-class WorkingSchema:
-    """A schema the package created beside the views schema, recognised by its marker:
-    ``staging`` (left by an interrupted sync), ``previous`` (the generation the last
-    swap replaced, kept for readers and for a rollback), ``storage`` (stored objects)
-    or ``other`` (a marker this version does not know: dropped like a leftover)."""
-
-    name: str
-    role: str
-    replaced_at: float | None = None
-    views: tuple[str, ...] = ()
-    # Views it was built with that were gone when it was replaced.
-    lost: int = 0
-    # The grants revoked from it when it was replaced, by view ("": the schema's USAGE).
-    revoked: tuple[tuple[str, tuple[str, ...]], ...] = ()
-
-
-def parse_working_schema(name: str, comment: str) -> WorkingSchema:
-    markers = {"staging": STAGING_MARKER, "previous": PREVIOUS_MARKER, "storage": STORAGE_MARKER}
-    role = next(
-        (
-            role
-            for role, marker in markers.items()
-            if comment == marker or comment.startswith(marker + " ")
-        ),
-        None,
-    )
-    if role is None:
-        return WorkingSchema(name, "other")
-    if role != "previous":
-        return WorkingSchema(name, role)
-    try:
-        payload = json.loads(comment[len(PREVIOUS_MARKER) :] or "{}")
-        return WorkingSchema(
-            name,
-            role,
-            float(payload["replaced_at"]),
-            tuple(str(view) for view in payload.get("views", ())),
-            int(payload.get("lost", 0)),
-            tuple(
-                (str(view), tuple(str(role) for role in roles))
-                for view, roles in dict(payload.get("revoked", {})).items()
-            ),
-        )
-    except (ValueError, KeyError, TypeError):
-        # Marked by an older version, which dropped it right after the swap: what is
-        # left of it was left by an interrupted sync (no time, no rollback).
-        return WorkingSchema(name, "other")
 
 
 @dataclass(frozen=True)
@@ -525,116 +383,3 @@ def package_schemas(snapshot: CatalogSnapshot) -> list[str]:
     """The schemas whose objects are the package's own: the views schema and the
     working schemas it marked."""
     return [snapshot.schema, *snapshot.leftover_schemas]
-
-
-LOCATION_QUERY = """
-SELECT obj_description(r.oid, 'pg_rewrite')
-FROM pg_class AS c
-JOIN pg_namespace AS n ON n.oid = c.relnamespace
-JOIN pg_rewrite AS r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
-WHERE n.nspname = %s AND c.relname = %s
-"""
-
-
-def live_location(
-    connection: BaseDatabaseWrapper, schema: str, name: str
-) -> tuple[str, str | None]:
-    """Where the live view ``name`` of ``schema`` really is (the storage schema of a
-    materialized view, else ``schema``), and the generation that built it."""
-    with connection.cursor() as cursor:
-        cursor.execute(LOCATION_QUERY, [schema, name])
-        row = cursor.fetchone()
-    marker = parse_owner_marker(row[0], None) if row else None
-    if marker is None:
-        return schema, None
-    return marker.storage or schema, marker.generation
-
-
-VIEW_COLUMNS_QUERY = """
-SELECT c.relname, array_agg(a.attname::text ORDER BY a.attnum)
-FROM pg_class AS c
-JOIN pg_namespace AS n ON n.oid = c.relnamespace
-JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-WHERE n.nspname = %s AND c.relname = ANY(%s)
-GROUP BY c.relname
-"""
-
-
-def view_columns(
-    connection: BaseDatabaseWrapper, schema: str, names: Iterable[str]
-) -> dict[str, list[str]]:
-    """The columns of the relations ``names`` in ``schema``, in order, by name."""
-    with connection.cursor() as cursor:
-        cursor.execute(VIEW_COLUMNS_QUERY, [schema, sorted(names)])
-        return {name: list(columns) for name, columns in cursor.fetchall()}
-
-
-def missing_roles(connection: BaseDatabaseWrapper, roles: Iterable[str]) -> list[str]:
-    """The roles that do not exist. ``public`` is PostgreSQL's PUBLIC keyword, no role:
-    pg_roles never lists it."""
-    roles = sorted(set(roles) - {PUBLIC_KEYWORD_ROLE})
-    if not roles:
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [roles])
-        existing = {row[0] for row in cursor.fetchall()}
-    return [role for role in roles if role not in existing]
-
-
-@dataclass(frozen=True)
-class MaterializedViewStatistics:
-    """Size on disk (with its indexes) and exact row count of a materialized view."""
-
-    name: str
-    populated: bool
-    size_bytes: int
-    rows: int | None
-
-
-MATERIALIZED_VIEW_STATISTICS_QUERY = """
-SELECT c.relname, c.relispopulated, pg_total_relation_size(c.oid)
-FROM pg_class AS c
-JOIN pg_namespace AS n ON n.oid = c.relnamespace
-JOIN unnest(%s::text[], %s::text[]) AS wanted (nspname, relname)
-    ON wanted.nspname = n.nspname AND wanted.relname = c.relname
-WHERE c.relkind = 'm'
-ORDER BY c.relname
-"""
-
-
-def materialized_view_statistics(
-    connection: BaseDatabaseWrapper, snapshot: CatalogSnapshot
-) -> dict[str, MaterializedViewStatistics]:
-    """Size and rows of each materialized view of the views schema (where it is
-    stored), by name. Counting reads every populated view once, through the live
-    schema (no lock that a reader would wait for); an unpopulated view cannot be read,
-    so it is never counted. Two round trips."""
-    locations = [
-        (item.storage or snapshot.schema, name)
-        for name, item in snapshot.objects.items()
-        if item.materialized
-    ]
-    if not locations:
-        return {}
-    schema = snapshot.schema
-    with connection.cursor() as cursor:
-        cursor.execute(
-            MATERIALIZED_VIEW_STATISTICS_QUERY,
-            [[location for location, _ in locations], [name for _, name in locations]],
-        )
-        rows = cursor.fetchall()
-        populated_names = [name for name, populated, _ in rows if populated]
-        counts: dict[str, int] = {}
-        if populated_names:
-            # One query for all counts; names are quoted identifiers, never parameters.
-            cursor.execute(
-                " UNION ALL ".join(
-                    f"SELECT {quote_literal(name)}, count(*) FROM {qualified_name(schema, name)}"
-                    for name in populated_names
-                )
-            )
-            counts = {name: int(count) for name, count in cursor.fetchall()}
-    return {
-        name: MaterializedViewStatistics(name, bool(populated), int(size), counts.get(name))
-        for name, populated, size in rows
-    }

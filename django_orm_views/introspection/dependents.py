@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, transaction
 
-from .catalog import RELATION_KINDS, package_schemas, read_catalog, storage_schema_prefix
+from .catalog import RELATION_KINDS, package_schemas, read_catalog
+from .markers import storage_schema_prefix
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
