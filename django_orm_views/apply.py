@@ -210,7 +210,9 @@ def compile_for(connection: BaseDatabaseWrapper, plan: SyncPlan) -> CompiledPlan
     newest = next(iter(plan.snapshot.previous_generations()), None)
     previous = None
     if newest is not None and newest.replaced_at is not None:
-        held = read_catalog(connection, plan.schema, generation=newest.name)
+        held = plan.snapshot.generations.get(newest.name) or read_catalog(
+            connection, plan.schema, generation=newest.name
+        )
         previous = PreviousGeneration(newest, held)
     return compile_plan(plan, dependents, previous)
 
@@ -280,7 +282,7 @@ def apply_plan(plan: SyncPlan, *, time_each_view: bool = False) -> SyncResult:
     try:
         with sync_lock(connection, plan.schema, get_settings().sync_lock_wait):
             stage = "while it ran"
-            snapshot = read_catalog(connection, plan.schema)
+            snapshot = read_catalog(connection, plan.schema, with_previous=True)
             plan = _replan(desired, snapshot, plan)
             result.plan = plan
             if plan:

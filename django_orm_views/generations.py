@@ -199,8 +199,8 @@ def rollback_views(*, database: str = "default") -> RollbackResult:
     try:
         with sync_lock(connection, schema, get_settings().sync_lock_wait):
             stage = "while it ran"
-            snapshot = read_catalog(connection, schema)
-            previous, held = _previous_to_restore(connection, database, snapshot)
+            snapshot = read_catalog(connection, schema, with_previous=True)
+            previous, held = _previous_to_restore(database, snapshot)
             _refuse_outside_dependents(connection, database, snapshot)
             retired = _retired_name(schema, snapshot)
             steps = _rollback_steps(schema, snapshot, previous, held, retired)
@@ -253,7 +253,7 @@ def _rollback_steps(
 
 
 def _previous_to_restore(
-    connection: BaseDatabaseWrapper, database: str, snapshot: CatalogSnapshot
+    database: str, snapshot: CatalogSnapshot
 ) -> tuple[WorkingSchema, CatalogSnapshot]:
     """The previous generation to swap back in, and what it holds; refused when there is
     none or it is not whole."""
@@ -266,7 +266,7 @@ def _previous_to_restore(
             "`sync_views --prune` drops it). Nothing was changed."
         )
     previous = generations[0]
-    held = read_catalog(connection, snapshot.schema, generation=previous.name)
+    held = snapshot.generations[previous.name]
     missing = sorted(set(previous.views) - set(held.owned_objects))
     lost = sorted(name for name, item in held.owned_objects.items() if item.fingerprint is None)
     if missing or lost or previous.lost:

@@ -103,6 +103,8 @@ class CatalogSnapshot:
     schema_comment: str | None = None
     # The relations of the storage schemas, by (schema, name).
     stored: dict[tuple[str, str], StoredObject] = field(default_factory=dict)
+    # The previous generations, by schema name (read_catalog(with_previous=True)).
+    generations: dict[str, CatalogSnapshot] = field(default_factory=dict)
 
     @property
     def leftover_schemas(self) -> tuple[str, ...]:
@@ -242,7 +244,8 @@ SELECT
     )
 FROM target AS n
 LEFT JOIN pg_class AS c
-    ON c.relnamespace = n.oid AND (n.nspname = %s OR n.nspname LIKE %s)
+    ON c.relnamespace = n.oid
+    AND (n.nspname = %s OR n.nspname LIKE %s OR (%s AND n.nspname LIKE %s))
     AND c.relkind IN ('v', 'm', 'r', 'p', 'f', 'S')
 LEFT JOIN pg_rewrite AS r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
 UNION ALL
@@ -299,7 +302,11 @@ class _CatalogRow:
 
 
 def read_catalog(
-    connection: BaseDatabaseWrapper, schema: str, *, generation: str | None = None
+    connection: BaseDatabaseWrapper,
+    schema: str,
+    *,
+    generation: str | None = None,
+    with_previous: bool = False,
 ) -> CatalogSnapshot:
     """The views schema's relations (kind, owner marker, SELECT grantees, comments,
     options), everything else it holds, the working schemas the package created (an
@@ -307,7 +314,8 @@ def read_catalog(
     stored relations. One round trip.
 
     ``generation`` reads another generation of ``schema`` (the previous one, for a
-    rollback) as if it were the live one.
+    rollback) as if it were the live one; ``with_previous`` also reads every previous
+    generation, into ``snapshot.generations``, in the same round trip.
     """
     live_name = generation or schema
     staging = staging_schema_name(schema)
@@ -316,9 +324,25 @@ def read_catalog(
     with connection.cursor() as cursor:
         cursor.execute(
             CATALOG_QUERY,
-            [schema, staging, old_pattern, data_pattern, *[live_name] * 2, data_pattern, live_name],
+            [
+                *(schema, staging, old_pattern, data_pattern, live_name),
+                *(live_name, data_pattern, with_previous, old_pattern, live_name),
+            ],
         )
         rows = [_CatalogRow(*row) for row in cursor.fetchall()]
+    snapshot = _snapshot(rows, schema, live_name)
+    if with_previous:
+        generations = {
+            item.name: _snapshot(rows, schema, item.name)
+            for item in snapshot.previous_generations()
+        }
+        snapshot = replace(snapshot, generations=generations)
+    return snapshot
+
+
+def _snapshot(rows: list[_CatalogRow], schema: str, live_name: str) -> CatalogSnapshot:
+    """The snapshot of the generation ``live_name`` of ``schema``, from the rows read."""
+    staging = staging_schema_name(schema)
     live = [row for row in rows if row.schema == live_name]
     marked = {
         row.schema: parse_working_schema(row.schema, row.schema_comment or "")
