@@ -179,6 +179,8 @@ def prune_views(*, database: str = "default") -> Housekeeping:
 
 @dataclass
 class RollbackResult:
+    """What ``sync_views --rollback`` did on one database."""
+
     database: str
     # The generation now live, and the one it replaced (kept as the previous one).
     generation: str
