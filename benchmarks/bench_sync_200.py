@@ -62,7 +62,7 @@ def run(database: common.Database, spec: Spec, args: Any) -> None:
     common.migrate()
     from django.db import connections
 
-    from django_orm_views.introspection import CATALOG_QUERY
+    from django_orm_views.introspection import CATALOG_QUERY, catalog_parameters
     from django_orm_views.plan import desired_state
     from django_orm_views.sync import plan_sync, sync_views
 
@@ -136,9 +136,7 @@ def run(database: common.Database, spec: Spec, args: Any) -> None:
         for _ in range(args.repeat):
             started = time.perf_counter()
             # The parameters read_catalog() passes for the schema "views".
-            cursor.execute(
-                CATALOG_QUERY, ["views", "views__staging", "views\\_\\_old\\_%", "views", "views"]
-            )
+            cursor.execute(CATALOG_QUERY, catalog_parameters("views"))
             cursor.fetchall()
             catalog_times.append(time.perf_counter() - started)
     raw.close()

@@ -81,13 +81,13 @@ class Housekeeping:
     # The role of each schema dropped: staging or other (an interrupted sync's
     # leftovers), previous (a generation), storage.
     roles: dict[str, str] = field(default_factory=dict)
-
-    def dropped(self, *roles: str) -> list[str]:
-        return [name for name in self.dropped_schemas if self.roles.get(name) in roles]
-
     # Working schemas it could not drop now (a reader held them, or the sync lock was
     # taken): the next sync tries again.
     kept: list[str] = field(default_factory=list)
+
+    def dropped(self, *roles: str) -> list[str]:
+        """The schemas dropped that had one of ``roles``."""
+        return [name for name in self.dropped_schemas if self.roles.get(name) in roles]
 
 
 def housekeeping(
@@ -130,9 +130,12 @@ def _drop_unreferenced_storage(
 ) -> None:
     """Drop the stored objects no generation points to, round after round, then the
     storage schemas left empty. ``RESTRICT``: an object something reads is never
-    dropped, whatever the catalog said a moment before."""
+    dropped, whatever the catalog said a moment before. Readers that keep one locked
+    leave it for the next sync."""
 
-    def drop() -> bool:
+    def drop() -> tuple[list[str], list[str]]:
+        schemas: list[str] = []
+        stored: list[str] = []
         lock_timeout = [("lock_timeout", f"{get_settings().swap_lock_timeout_ms}ms")]
         with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
             previous = set_local(cursor, lock_timeout)
@@ -148,25 +151,29 @@ def _drop_unreferenced_storage(
                         for item in garbage
                     )
                 )
-                done.dropped_stored += [f"{item.schema}.{item.name}" for item in garbage]
+                stored += [f"{item.schema}.{item.name}" for item in garbage]
                 snapshot = read_catalog(connection, schema)
             for name in snapshot.empty_storage:
                 cursor.execute(f"DROP SCHEMA IF EXISTS {quote_identifier(name)} RESTRICT")
-                done.dropped_schemas.append(name)
-                done.roles[name] = "storage"
+                schemas.append(name)
             if len(connection.atomic_blocks) > 1:  # inside an outer transaction
                 set_local(cursor, previous)
-        return True
+        return schemas, stored
 
     snapshot = read_catalog(connection, schema)
     if not (snapshot.unreferenced_storage or snapshot.empty_storage):
         return
-    dropped_before = (list(done.dropped_schemas), list(done.dropped_stored))
-    try:
-        _locked(connection, schema, lambda: retry_on_lock(drop, attempts=10))
-    except Error:
-        # Readers kept a stored object locked: the next sync drops it.
-        done.dropped_schemas, done.dropped_stored = dropped_before
+    outcome: list[tuple[list[str], list[str]]] = []
+
+    def attempt() -> bool:
+        outcome.append(retry_on_lock(drop, attempts=10))
+        return True
+
+    if _locked(connection, schema, attempt):
+        schemas, stored = outcome[-1]
+        done.dropped_schemas += schemas
+        done.roles.update(dict.fromkeys(schemas, "storage"))
+        done.dropped_stored += stored
 
 
 def prune_views(*, database: str = "default") -> Housekeeping:

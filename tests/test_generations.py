@@ -19,6 +19,7 @@ from django_orm_views.introspection import CatalogSnapshot, read_catalog
 from django_orm_views.refresh import refresh_materialized_views
 from test_project.shop import postgres_views as shop_views
 
+from .test_sync_faults import open_transaction
 from .utils import (
     declare_view,
     fetch,
@@ -462,4 +463,31 @@ def test_a_concurrent_refresh_drops_a_previous_generation_that_expired() -> None
     with override_settings(ORM_VIEWS_KEEP_PREVIOUS_SECONDS=0):
         refresh_materialized_views(["shop_dailysales"], concurrently=True)
     assert schemas_like(OLD_SCHEMAS) == []
+    assert leftovers() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stored_view_a_reader_holds_is_left_for_the_next_prune(
+    clean_views_schema: None, declared_views: list[type]
+) -> None:
+    changing = declare_view("Changing", module=MODULE, sql="SELECT 1 AS version")
+    declared_views.append(changing)
+    sync_views(database="default")
+    old_storage = stored_in("changing")
+    changing.sql = "SELECT 2 AS version"
+    sync_views(database="default")
+    # Someone (the owner: nobody else may) reads the old stored copy directly.
+    with open_transaction(f'SELECT version FROM "{old_storage}".changing'):
+        done = run_command("sync_views", "--prune", "--database", "default")
+        assert done.exit_code == 0, done.stderr
+        # The previous generation went; the stored copy the reader holds stayed, and
+        # the prune does not claim it.
+        assert schemas_like(OLD_SCHEMAS) == []
+        assert "stored view" not in done.stdout
+        assert "changing" in relations_in(old_storage)
+    assert fetch("SELECT version FROM views.changing") == [(2,)]
+    # Once the reader is gone, the next prune (or sync) drops it.
+    done = run_command("sync_views", "--prune", "--database", "default")
+    assert done.stdout.rstrip().endswith("; 1 stored view(s).")
+    assert "changing" not in relations_in(old_storage)
     assert leftovers() == []

@@ -10,6 +10,7 @@ from .catalog import (
     CatalogSnapshot,
     DatabaseObject,
     StoredObject,
+    catalog_parameters,
     package_schemas,
     read_catalog,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "Reads",
     "StoredObject",
     "WorkingSchema",
+    "catalog_parameters",
     "dependents_closure",
     "dependents_of",
     "direct_readers",

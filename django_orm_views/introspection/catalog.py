@@ -318,17 +318,8 @@ def read_catalog(
     generation, into ``snapshot.generations``, in the same round trip.
     """
     live_name = generation or schema
-    staging = staging_schema_name(schema)
-    old_pattern = _like_escape(old_schema_prefix(schema)) + "%"
-    data_pattern = _like_escape(storage_schema_prefix(schema)) + "%"
     with connection.cursor() as cursor:
-        cursor.execute(
-            CATALOG_QUERY,
-            [
-                *(schema, staging, old_pattern, data_pattern, live_name),
-                *(live_name, data_pattern, with_previous, old_pattern, live_name),
-            ],
-        )
+        cursor.execute(CATALOG_QUERY, catalog_parameters(schema, live_name, with_previous))
         rows = [_CatalogRow(*row) for row in cursor.fetchall()]
     snapshot = _snapshot(rows, schema, live_name)
     if with_previous:
@@ -338,6 +329,19 @@ def read_catalog(
         }
         snapshot = replace(snapshot, generations=generations)
     return snapshot
+
+
+def catalog_parameters(
+    schema: str, live_name: str | None = None, with_previous: bool = False
+) -> list[str | bool]:
+    """The parameters of CATALOG_QUERY for ``schema`` (its generation ``live_name``)."""
+    live_name = live_name or schema
+    old_pattern = _like_escape(old_schema_prefix(schema)) + "%"
+    data_pattern = _like_escape(storage_schema_prefix(schema)) + "%"
+    return [
+        *(schema, staging_schema_name(schema), old_pattern, data_pattern, live_name),
+        *(live_name, data_pattern, with_previous, old_pattern, live_name),
+    ]
 
 
 def _snapshot(rows: list[_CatalogRow], schema: str, live_name: str) -> CatalogSnapshot:
