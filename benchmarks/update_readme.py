@@ -200,7 +200,7 @@ def _bench_standby_rows(data: dict[str, Any]) -> list[Row]:
                 f"{completed} of {len(outcomes)} completed",
                 "all complete: " + met(completed == len(outcomes))
                 if keep != "0"
-                else "(today's behaviour before generations)",
+                else "(information: what dropping it at once does)",
             )
         )
     if rollback := f.get("rollback"):
