@@ -101,7 +101,8 @@ class Command(BaseCommand):
             "Next: change a view in test_project/shop/postgres_views.py, then run\n"
             "  python manage.py sync_views --check --diff   # what would change, as a diff\n"
             "  python manage.py sync_views                  # apply it without blocking readers\n"
-            "  python manage.py list_views                  # state, rows, grantees of each view"
+            "  python manage.py list_views                  # state, rows, grantees of each view\n"
+            "  python manage.py sync_views --rollback       # the previous generation back, at once"
         )
 
     def heading(self, text: str) -> None:
