@@ -217,7 +217,9 @@ def rollback_views(*, database: str = "default") -> RollbackResult:
             stage = "while it committed"
     except Error as error:
         if connection_lost(error):
-            raise lost_connection_error(database, stage, error) from error
+            raise lost_connection_error(
+                database, stage, error, command="sync_views --rollback"
+            ) from error
         raise SyncError(
             f"Rollback of database '{database}' failed {stage}: {str(error).strip()}. The "
             "live views are unchanged."

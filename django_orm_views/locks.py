@@ -111,12 +111,16 @@ def connection_lost(error: BaseException) -> bool:
     return type(cause).__name__ in ("OperationalError", "InterfaceError")
 
 
-def lost_connection_error(database: str, stage: str, error: BaseException) -> SyncError:
+def lost_connection_error(
+    database: str, stage: str, error: BaseException, *, command: str = "sync_views"
+) -> SyncError:
+    """The one line a sync (or ``command``) ends with when its session is gone."""
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    what = "Sync" if command == "sync_views" else f"`{command}`"
     return ConnectionLostError(
-        f"Sync of database '{database}' lost its connection to PostgreSQL {stage} "
+        f"{what} of database '{database}' lost its connection to PostgreSQL {stage} "
         f"({detail}). Its transaction was rolled back with its lock: the live views are "
-        "unchanged. Run sync_views again."
+        f"unchanged. Run {command} again."
     )
 
 
