@@ -537,6 +537,27 @@ def test_refreshes_and_syncs_through_the_pooler_run_one_at_a_time(
     assert_nothing_left_behind(pooler)
 
 
+def test_rollbacks_and_syncs_through_the_pooler_run_one_at_a_time(
+    pooler: Pooler, syncs: Syncs
+) -> None:
+    ok(run_through(pooler, *SYNC))
+    ok(run_through(pooler, *SYNC, "--force"))  # a previous generation to roll back to
+    with reading_through(pooler) as readers:
+        processes: list[subprocess.Popen[str]] = []
+        with all_waiting_for_the_lock(pooler, processes, syncs.application_names, readers):
+            for _ in range(3):
+                processes.append(syncs.start("--force", env=pooler.env()))
+                processes.append(syncs.start("--rollback", env=pooler.env()))
+        outputs = [finish(process)[0] for process in processes]
+    assert_readers_untroubled(readers)
+
+    # Each command left a previous generation for the next: every rollback went through.
+    assert sum("Rolled back database 'default'" in stdout for stdout in outputs) == 3
+    ok(run_through(pooler, *SYNC))
+    ok(run_through(pooler, *SYNC, "--prune"))
+    assert_nothing_left_behind(pooler)
+
+
 def test_sync_through_the_pooler_whose_server_connection_is_terminated_fails_cleanly(
     pooler: Pooler, syncs: Syncs
 ) -> None:
