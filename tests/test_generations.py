@@ -491,3 +491,30 @@ def test_a_stored_view_a_reader_holds_is_left_for_the_next_prune(
     assert done.stdout.rstrip().endswith("; 1 stored view(s).")
     assert "changing" not in relations_in(old_storage)
     assert leftovers() == []
+
+
+def test_odd_names_cross_generations_are_rolled_back_and_pruned(
+    declared_views: list[type],
+) -> None:
+    # A quote, spaces and a capital in the prefix, accents in the class name.
+    odd = declare_view(
+        "VentesÉté", module=MODULE, prefix='Q1 "Odd"', sql="SELECT 1 AS version", pk_field="version"
+    )
+    quoted = 'views."Q1 ""Odd""_ventesété"'
+    reader = declare_view(
+        "OddReader", module=MODULE, materialized=False, sql=f"SELECT version FROM {quoted}"
+    )
+    declared_views += [odd, reader]
+    sync_views(database="default")
+    assert fetch(f"SELECT version FROM {quoted}") == [(1,)]
+    odd.sql = "SELECT 2 AS version"
+    sync_views(database="default")
+    assert fetch("SELECT version FROM views.oddreader") == [(2,)]
+    assert run_command("sync_views", "--rollback", "--database", "default").exit_code == 0
+    assert fetch("SELECT version FROM views.oddreader") == [(1,)]
+    assert run_command("sync_views", "--rollback", "--database", "default").exit_code == 0
+    assert run_command("sync_views", "--prune", "--database", "default").exit_code == 0
+    assert fetch(f"SELECT version FROM {quoted}") == [(2,)]
+    assert stored_in('Q1 "Odd"_ventesété').startswith("views__data_")
+    assert leftovers() == []
+    assert not plan_sync()

@@ -19,6 +19,7 @@ from django.db import connections
 
 from django_orm_views.compiler import RenderedView, parse_select, splice_schema
 from django_orm_views.introspection import parse_owner_marker
+from django_orm_views.sql import qualified_name
 from django_orm_views.views import BasePostgresView
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -123,7 +124,7 @@ def stored_in(name: str, schema: str = "views", alias: str = "default") -> str:
     rows = fetch(
         "SELECT obj_description(r.oid, 'pg_rewrite') FROM pg_rewrite r "
         "WHERE r.ev_class = to_regclass(%s) AND r.rulename = '_RETURN'",
-        [f'"{schema}"."{name}"'],
+        [qualified_name(schema, name)],
         alias,
     )
     marker = parse_owner_marker(rows[0][0], None) if rows else None
@@ -134,7 +135,7 @@ def oid_of(name: str, schema: str = "views", alias: str = "default") -> int:
     """The OID of the relation that is the view ``name`` to its readers: the stored
     materialized view, for a view of ``schema`` that points to one."""
     where = stored_in(name, schema, alias)
-    return int(fetch("SELECT %s::regclass::oid", [f'"{where}"."{name}"'], alias)[0][0])
+    return int(fetch("SELECT %s::regclass::oid", [qualified_name(where, name)], alias)[0][0])
 
 
 LEFTOVERS_QUERY = r"""
