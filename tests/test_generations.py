@@ -15,8 +15,9 @@ from django.test.utils import CaptureQueriesContext
 
 from django_orm_views import plan_sync, sync_views
 from django_orm_views.history import refresh_history
-from django_orm_views.introspection import CatalogSnapshot, read_catalog
+from django_orm_views.introspection import CatalogSnapshot, owner_marker, read_catalog
 from django_orm_views.refresh import refresh_materialized_views
+from django_orm_views.sql import quote_literal
 from test_project.shop import postgres_views as shop_views
 
 from .test_sync_faults import open_transaction
@@ -517,4 +518,30 @@ def test_odd_names_cross_generations_are_rolled_back_and_pruned(
     assert fetch(f"SELECT version FROM {quoted}") == [(2,)]
     assert stored_in('Q1 "Odd"_ventesété').startswith("views__data_")
     assert leftovers() == []
+    assert not plan_sync()
+
+
+def test_a_materialized_view_of_an_earlier_layout_is_stored_apart_by_the_next_sync() -> None:
+    """Versions before generations kept materialized views in the views schema itself:
+    the next sync stores each one apart (built once more), then leaves it be."""
+    sync_views(database="default")
+    plan = plan_sync(database="default")
+    item = plan.rendered["shop_dailysales"]
+    marker = owner_marker(plan.fingerprints["shop_dailysales"], ())
+    # The view as such a version left it: a real materialized view, marked, no storage.
+    execute("DROP VIEW views.shop_dailysales CASCADE")
+    for statement in item.create_statements("views"):
+        execute(statement)
+    execute('COMMENT ON RULE "_RETURN" ON views.shop_dailysales IS ' + quote_literal(marker))
+    assert relations_in("views")["shop_dailysales"] == "m"
+
+    reasons = {action.name: action.reason for action in plan_sync(database="default").changes}
+    assert reasons["shop_dailysales"] == (
+        "stored apart from the generations from now on (built once more)"
+    )
+    sync_views(database="default")
+    assert stored_in("shop_dailysales").startswith("views__data_")
+    assert fetch("SELECT relkind FROM pg_class WHERE oid = 'views.shop_dailysales'::regclass") == [
+        ("v",)
+    ]
     assert not plan_sync()
