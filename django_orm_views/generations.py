@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from django.db import Error, connections, transaction
+from django.db import DatabaseError, Error, connections, transaction
 
 from .conf import get_settings
 from .ddl import describe_dependent, new_generation
@@ -154,7 +154,12 @@ def _drop_unreferenced_storage(
                 stored += [f"{item.schema}.{item.name}" for item in garbage]
                 snapshot = read_catalog(connection, schema)
             for name in snapshot.empty_storage:
-                cursor.execute(f"DROP SCHEMA IF EXISTS {quote_identifier(name)} RESTRICT")
+                try:
+                    # A savepoint: a schema someone put a function or a type in stays.
+                    with transaction.atomic(using=connection.alias):
+                        cursor.execute(f"DROP SCHEMA IF EXISTS {quote_identifier(name)} RESTRICT")
+                except DatabaseError:
+                    continue
                 schemas.append(name)
             if len(connection.atomic_blocks) > 1:  # inside an outer transaction
                 set_local(cursor, previous)

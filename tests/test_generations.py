@@ -545,3 +545,24 @@ def test_a_materialized_view_of_an_earlier_layout_is_stored_apart_by_the_next_sy
         ("v",)
     ]
     assert not plan_sync()
+
+
+def test_what_others_put_in_a_storage_schema_is_never_dropped() -> None:
+    sync_views(database="default")
+    first_storage = stored_in("shop_dailysales")
+    # Someone's view and function next to the package's stored views.
+    execute(f'CREATE VIEW "{first_storage}".by_hand AS SELECT 1 AS id')
+    execute(
+        f'CREATE FUNCTION "{first_storage}".by_hand_f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$'
+    )
+    sync_views(database="default", force=True)
+    result = run_command("sync_views", "--prune", "--database", "default")
+    assert result.exit_code == 0, result.stderr
+    # The package's stored views went; what it did not create stayed, with the schema.
+    assert relations_in(first_storage) == {"by_hand": "v"}
+    assert fetch(f'SELECT "{first_storage}".by_hand_f()') == [(1,)]
+    assert fetch("SELECT count(*) FROM views.shop_dailysales")[0][0] >= 0
+    # A later sync does not trip over them either.
+    (later,) = sync_views(database="default", force=True)
+    assert later.applied
+    assert relations_in(first_storage) == {"by_hand": "v"}

@@ -76,13 +76,15 @@ class DatabaseObject:
 
 @dataclass(frozen=True)
 class StoredObject:
-    """A relation in a storage schema, and whether anything still reads it."""
+    """A relation in a storage schema, whether the package created it (it carries the
+    package's marker) and whether anything still reads it."""
 
     schema: str
     name: str
     kind: str
     populated: bool
     referenced: bool
+    owned: bool = True
 
 
 @dataclass(frozen=True)
@@ -137,12 +139,13 @@ class CatalogSnapshot:
 
     @property
     def unreferenced_storage(self) -> list[StoredObject]:
-        """Stored relations nothing reads any more (no generation points to them)."""
-        return [item for item in self.stored.values() if not item.referenced]
+        """Stored relations of the package's that nothing reads any more (no generation
+        points to them). Anything else in a storage schema is never dropped."""
+        return [item for item in self.stored.values() if item.owned and not item.referenced]
 
     @property
     def empty_storage(self) -> list[str]:
-        """Storage schemas that hold nothing any more."""
+        """Storage schemas that hold no relation any more."""
         used = {schema for schema, _ in self.stored}
         return [
             item.name for item in self.working if item.role == "storage" and item.name not in used
@@ -358,7 +361,7 @@ def _snapshot(rows: list[_CatalogRow], schema: str, live_name: str) -> CatalogSn
         (row.schema, row.name): row
         for row in rows
         if row.name
-        and row.relkind in ("v", "m")
+        and row.relkind != "o"
         and marked.get(row.schema, WorkingSchema("", "")).role == "storage"
     }
     return CatalogSnapshot(
@@ -384,9 +387,11 @@ def _snapshot(rows: list[_CatalogRow], schema: str, live_name: str) -> CatalogSn
             key: StoredObject(
                 key[0],
                 key[1],
-                RELATION_KINDS[row.relkind or "v"],
+                RELATION_KINDS.get(row.relkind or "v", "relation"),
                 bool(row.populated),
                 bool(row.referenced),
+                row.relkind in ("v", "m")
+                and parse_owner_marker(row.rule_comment, None) is not None,
             )
             for key, row in stored_kinds.items()
         },
