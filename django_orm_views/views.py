@@ -63,9 +63,12 @@ class PostgresMaterialisedViewMixin:
     with_data: ClassVar[bool] = True
 
     @classmethod
-    def get_refresh_sql(cls, concurrently: bool = False) -> str:
-        """The ``REFRESH MATERIALIZED VIEW`` statement for this view."""
-        return refresh_sql(cls, concurrently=concurrently)  # type: ignore[arg-type]
+    def get_refresh_sql(cls, concurrently: bool = False, schema: str | None = None) -> str:
+        """The ``REFRESH MATERIALIZED VIEW`` statement for this view, stored in ``schema``
+        (default: the views schema). A sync stores materialized views in a schema of
+        their own, which ``list_views --format json`` names (``stored_in``); the refresh
+        functions and ``refresh_views`` find it themselves."""
+        return refresh_sql(cls, concurrently=concurrently, schema=schema)  # type: ignore[arg-type]
 
 
 PostgresMaterializedViewMixin = PostgresMaterialisedViewMixin

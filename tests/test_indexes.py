@@ -230,6 +230,10 @@ def test_only_a_view_with_a_unique_index_is_refreshed_concurrently(
     assert keyed.get_refresh_sql(concurrently=True) == (
         'REFRESH MATERIALIZED VIEW CONCURRENTLY "views"."keyed"'
     )
+    # Where a sync stored it.
+    assert keyed.get_refresh_sql(schema="views__data_0a1b2c3d") == (
+        'REFRESH MATERIALIZED VIEW "views__data_0a1b2c3d"."keyed"'
+    )
     with pytest.raises(RefreshError) as raised:
         materialized("Unkeyed").get_refresh_sql(concurrently=True)
     assert str(raised.value) == (
