@@ -566,3 +566,11 @@ def test_what_others_put_in_a_storage_schema_is_never_dropped() -> None:
     (later,) = sync_views(database="default", force=True)
     assert later.applied
     assert relations_in(first_storage) == {"by_hand": "v"}
+    # With only the function left, the schema is still someone's: a no-op sync leaves it,
+    # in its one round trip.
+    execute(f'DROP VIEW "{first_storage}".by_hand')
+    run_command("sync_views", "--prune", "--database", "default")
+    with CaptureQueriesContext(connection) as queries:
+        (no_op,) = sync_views(database="default")
+    assert not no_op.applied and len(queries.captured_queries) == 1
+    assert first_storage in schemas_like(DATA_SCHEMAS)

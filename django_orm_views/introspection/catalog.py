@@ -105,6 +105,8 @@ class CatalogSnapshot:
     schema_comment: str | None = None
     # The relations of the storage schemas, by (schema, name).
     stored: dict[tuple[str, str], StoredObject] = field(default_factory=dict)
+    # The storage schemas that hold anything at all (relations or other objects).
+    occupied_storage: frozenset[str] = frozenset()
     # The previous generations, by schema name (read_catalog(with_previous=True)).
     generations: dict[str, CatalogSnapshot] = field(default_factory=dict)
 
@@ -145,10 +147,11 @@ class CatalogSnapshot:
 
     @property
     def empty_storage(self) -> list[str]:
-        """Storage schemas that hold no relation any more."""
-        used = {schema for schema, _ in self.stored}
+        """Storage schemas that hold nothing any more."""
         return [
-            item.name for item in self.working if item.role == "storage" and item.name not in used
+            item.name
+            for item in self.working
+            if item.role == "storage" and item.name not in self.occupied_storage
         ]
 
     def needs_housekeeping(self, keep_seconds: float, now: float) -> bool:
@@ -257,7 +260,7 @@ SELECT n.nspname, n.comment, NULL, pg_describe_object(d.classid, d.objid, 0), 'o
 FROM target AS n
 JOIN pg_depend AS d
     ON d.refclassid = 'pg_namespace'::regclass AND d.refobjid = n.oid AND d.deptype = 'n'
-WHERE n.nspname = %s AND d.classid <> 'pg_class'::regclass
+WHERE (n.nspname = %s OR n.nspname LIKE %s) AND d.classid <> 'pg_class'::regclass
 """
 
 
@@ -343,7 +346,7 @@ def catalog_parameters(
     data_pattern = _like_escape(storage_schema_prefix(schema)) + "%"
     return [
         *(schema, staging_schema_name(schema), old_pattern, data_pattern, live_name),
-        *(live_name, data_pattern, with_previous, old_pattern, live_name),
+        *(live_name, data_pattern, with_previous, old_pattern, live_name, data_pattern),
     ]
 
 
@@ -395,6 +398,11 @@ def _snapshot(rows: list[_CatalogRow], schema: str, live_name: str) -> CatalogSn
             )
             for key, row in stored_kinds.items()
         },
+        occupied_storage=frozenset(
+            row.schema
+            for row in rows
+            if row.name and marked.get(row.schema, WorkingSchema("", "")).role == "storage"
+        ),
     )
 
 
