@@ -284,7 +284,7 @@ def _previous_to_restore(
     previous = generations[0]
     held = snapshot.generations[previous.name]
     missing = sorted(set(previous.views) - set(held.owned_objects))
-    lost = sorted(name for name, item in held.owned_objects.items() if item.fingerprint is None)
+    lost = sorted(name for name, item in held.owned_objects.items() if item.stored_missing)
     if missing or lost or previous.lost:
         gone = [*missing, *(f"{name} (its stored data)" for name in lost)]
         if previous.lost:

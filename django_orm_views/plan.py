@@ -300,6 +300,8 @@ def _change_reason(
     item = desired.rendered[name]
     if existing is None:
         return ActionKind.CREATE, "new"
+    if existing.stored_missing:
+        return ActionKind.REPLACE, "the stored view it points to is gone"
     if not existing.is_view or existing.kind != item.kind:
         # A table (or sequence) of that name is someone's data: listed as foreign, and
         # the plan refused.

@@ -574,3 +574,37 @@ def test_what_others_put_in_a_storage_schema_is_never_dropped() -> None:
         (no_op,) = sync_views(database="default")
     assert not no_op.applied and len(queries.captured_queries) == 1
     assert first_storage in schemas_like(DATA_SCHEMAS)
+
+
+def test_a_stored_view_dropped_by_hand_is_built_again_and_never_rolled_back_to(
+    declared_views: list[type],
+) -> None:
+    changing = declare_view("Changing", module=MODULE, sql="SELECT 1 AS version")
+    declared_views.append(changing)
+    sync_views(database="default")
+    old_storage = stored_in("changing")
+    changing.sql = "SELECT 2 AS version"
+    sync_views(database="default")
+    (previous,) = schemas_like(OLD_SCHEMAS)
+    # The previous generation's stored copy, dropped by hand (with what points to it).
+    execute(f'DROP MATERIALIZED VIEW "{old_storage}".changing CASCADE')
+    result = run_command("sync_views", "--rollback", "--database", "default")
+    assert result.exit_code == 1
+    assert f"the previous generation ({previous}) no longer matches the tables: it has lost " in (
+        result.stderr
+    )
+    assert "changing" in result.stderr
+    # The live one, dropped by hand: the next sync says why it builds it again.
+    execute(f'DROP MATERIALIZED VIEW "{stored_in("changing")}".changing CASCADE')
+    execute("CREATE VIEW views.changing AS SELECT 0 AS version")
+    execute(
+        'COMMENT ON RULE "_RETURN" ON views.changing IS '
+        + quote_literal(
+            owner_marker(plan_sync().fingerprints["changing"], (), "views__data_00000000")
+        )
+    )
+    reasons = {action.name: action.reason for action in plan_sync().changes}
+    assert reasons["changing"] == "the stored view it points to is gone"
+    sync_views(database="default")
+    assert fetch("SELECT version FROM views.changing") == [(2,)]
+    assert not plan_sync()

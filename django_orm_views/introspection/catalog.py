@@ -54,6 +54,8 @@ class DatabaseObject:
     # For a view that points to a stored one (a materialized view, or a view one reads):
     # the storage schema that holds the real object, under the same name.
     storage: str | None = None
+    # It points to a stored view that is gone (dropped by hand): rebuilt by a sync.
+    stored_missing: bool = False
     # The generation (the sync that built it) and how many views it built, from its
     # marker.
     generation: str | None = None
@@ -416,7 +418,7 @@ def _with_storage(
     row = stored.get((item.storage, item.name))
     if row is None:
         # Its storage is gone (dropped by hand): rebuilt by the next sync.
-        return replace(item, fingerprint=None)
+        return replace(item, stored_missing=True)
     return replace(item, kind=RELATION_KINDS[row.relkind or "v"], populated=bool(row.populated))
 
 
