@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -29,7 +28,16 @@ from .test_sync_faults import (
     open_transaction,
     wait_for,
 )
-from .test_sync_sessions import WAITING_FOR_THE_LOCK, _stopped, one_clear_line, terminate
+
+# ``syncs``: the fixture of the sync's session tests (it stops what a test left running).
+from .test_sync_sessions import (
+    WAITING_FOR_THE_LOCK,
+    _stopped,
+    one_clear_line,
+    stopping_manage_py,
+    syncs as syncs,
+    terminate,
+)
 from .utils import REPOSITORY, leftovers, manage_py_env, schemas_like
 
 pytestmark = pytest.mark.usefixtures("clean_views_schema")
@@ -37,34 +45,8 @@ pytestmark = pytest.mark.usefixtures("clean_views_schema")
 OLD_SCHEMAS = "views\\_\\_old\\_%"
 ROLLBACK = ("sync_views", "--database", "default", "--rollback")
 
-# manage.py sync_views --rollback, stopping itself (SIGSTOP) right after its renames and
-# before its COMMIT: a frozen container, a debugger, a paused VM.
-STOP_AFTER_RENAMES = (
-    "import os, signal, sys\n"
-    "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'test_project.settings')\n"
-    "import django\n"
-    "django.setup()\n"
-    "from django_orm_views import generations\n"
-    "original = generations._swap_generations\n"
-    "def stopping(connection, steps):\n"
-    "    original(connection, steps)\n"
-    "    os.kill(os.getpid(), signal.SIGSTOP)\n"
-    "generations._swap_generations = stopping\n"
-    "from django.core.management import execute_from_command_line\n"
-    "execute_from_command_line(['manage.py', *sys.argv[1:]])\n"
-)
-
-
-@pytest.fixture
-def syncs() -> Iterator[Syncs]:
-    started = Syncs()
-    yield started
-    for process in started.processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGCONT)
-            process.kill()
-            process.communicate()
-    started.wait_for_backends_to_go()
+# sync_views --rollback, stopping itself right after its renames, before its COMMIT.
+STOP_AFTER_RENAMES = stopping_manage_py("generations", "_swap_generations")
 
 
 @pytest.fixture

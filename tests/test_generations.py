@@ -369,17 +369,22 @@ class TestGrantsOfThePreviousGeneration:
     """No generation grants what the live one does not: the previous one loses, at the
     swap or in place, every grant the code takes away, and a rollback gives them back."""
 
-    def test_a_grant_taken_away_by_a_swap_is_revoked_from_the_previous_generation(
-        self, declared_views: list[type]
-    ) -> None:
-        secret = declare_view(
+    @pytest.fixture
+    def secret(self, declared_views: list[type]) -> type[Any]:
+        """A plain view that the marketing role may read, and no other view of theirs."""
+        view = declare_view(
             "Secret",
             module=MODULE,
             materialized=False,
             sql="SELECT 1 AS id",
             grant_select_to=["marketing"],
         )
-        declared_views.append(secret)
+        declared_views.append(view)
+        return view
+
+    def test_a_grant_taken_away_by_a_swap_is_revoked_from_the_previous_generation(
+        self, secret: type[Any]
+    ) -> None:
         sync_views(database="default")
         assert can_read("marketing", "views.secret")
         secret.sql = "SELECT 2 AS id"
@@ -399,16 +404,8 @@ class TestGrantsOfThePreviousGeneration:
         assert fetch("SELECT id FROM views.secret") == [(1,)]
 
     def test_a_grant_taken_away_in_place_is_revoked_from_the_previous_generation(
-        self, declared_views: list[type]
+        self, secret: type[Any]
     ) -> None:
-        secret = declare_view(
-            "Secret",
-            module=MODULE,
-            materialized=False,
-            sql="SELECT 1 AS id",
-            grant_select_to=["marketing"],
-        )
-        declared_views.append(secret)
         sync_views(database="default")
         (swapped,) = sync_views(database="default", force=True)
         previous = swapped.previous_generation

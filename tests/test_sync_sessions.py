@@ -52,23 +52,34 @@ WAITING_FOR_THE_LOCK = (
 )
 SYNC = ("sync_views", "--database", "default")
 
-# manage.py, with the sync stopping itself (SIGSTOP) right after the statements of the
-# phase STOP_AFTER_PHASE names (the swap, or a recreate) and before its COMMIT: a frozen container, a debugger, a paused VM.
-STOP_AFTER_SWAP = (
-    "import os, signal, sys\n"
-    "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'test_project.settings')\n"
-    "import django\n"
-    "django.setup()\n"
-    "import tests.fault_views\n"
-    "from django_orm_views import apply\n"
-    "original = apply._execute_phase\n"
-    "def stopping(connection, phase, *args, **kwargs):\n"
-    "    original(connection, phase, *args, **kwargs)\n"
-    "    if phase.name == os.environ['STOP_AFTER_PHASE']:\n"
-    "        os.kill(os.getpid(), signal.SIGSTOP)\n"
-    "apply._execute_phase = stopping\n"
-    "from django.core.management import execute_from_command_line\n"
-    "execute_from_command_line(['manage.py', *sys.argv[1:]])\n"
+
+def stopping_manage_py(module: str, function: str, when: str = "True") -> str:
+    """``python -c`` code for manage.py with ``django_orm_views.<module>.<function>``
+    wrapped: right after it returns, the process stops itself (SIGSTOP) when ``when``
+    (an expression of its ``args``) holds, before the COMMIT that follows: a frozen
+    container, a debugger, a paused VM."""
+    return (
+        "import os, signal, sys\n"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'test_project.settings')\n"
+        "import django\n"
+        "django.setup()\n"
+        "import tests.fault_views\n"
+        f"from django_orm_views import {module} as patched\n"
+        f"original = patched.{function}\n"
+        "def stopping(*args, **kwargs):\n"
+        "    original(*args, **kwargs)\n"
+        f"    if {when}:\n"
+        "        os.kill(os.getpid(), signal.SIGSTOP)\n"
+        f"patched.{function} = stopping\n"
+        "from django.core.management import execute_from_command_line\n"
+        "execute_from_command_line(['manage.py', *sys.argv[1:]])\n"
+    )
+
+
+# The sync stops after the statements of the phase STOP_AFTER_PHASE names (the swap, or
+# a recreate).
+STOP_AFTER_SWAP = stopping_manage_py(
+    "apply", "_execute_phase", "args[1].name == os.environ['STOP_AFTER_PHASE']"
 )
 
 
