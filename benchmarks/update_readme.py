@@ -115,8 +115,7 @@ def _bench_sync_200_rows(data: dict[str, Any]) -> list[Row]:
 
 def _bench_changed_view_rows(data: dict[str, Any]) -> list[Row]:
     f = data["figures"]
-    rows: list[Row] = []
-    rows.append(
+    return [
         (
             f"One changed plain view, 5 materialized views x {data['parameters']['rows']:,} rows",
             f"{ms(f['changed_view_sync_ms'])}; {f['materialized_repopulated']} "
@@ -126,15 +125,13 @@ def _bench_changed_view_rows(data: dict[str, Any]) -> list[Row]:
             f"{f['changed_view_vs_floor_ratio']:,.0f}x by hand",
             f"<= 10%, 0 repopulated: {met(f['changed_view_sync_pct_of_full'] <= 10 and f['materialized_repopulated'] == 0)}",
         )
-    )
-    return rows
+    ]
 
 
 def _bench_snapshot_build_rows(data: dict[str, Any]) -> list[Row]:
     f = data["figures"]
-    rows: list[Row] = []
     old = f["old_snapshot_rows"]
-    rows.append(
+    return [
         (
             f"Materialized view build, {data['parameters']['rows']:,} rows + unique index: "
             "WITH NO DATA + REFRESH",
@@ -147,8 +144,7 @@ def _bench_snapshot_build_rows(data: dict[str, Any]) -> list[Row]:
             f"{f['sync_force_vs_floor_ratio']:.2f}x",
             f"<= 1.3x: {met(f['no_data_refresh_vs_floor_ratio'] <= 1.3)}",
         )
-    )
-    return rows
+    ]
 
 
 def _bench_memory_rows(data: dict[str, Any]) -> list[Row]:
