@@ -106,7 +106,8 @@ def housekeeping(
             done.dropped_schemas.append(name)
         else:
             done.kept.append(name)
-    _drop_unreferenced_storage(connection, schema, done)
+    # What it read still holds unless it dropped a generation (which frees storage).
+    _drop_unreferenced_storage(connection, schema, done, None if done.dropped_schemas else snapshot)
     return done
 
 
@@ -126,7 +127,10 @@ def _locked(connection: BaseDatabaseWrapper, schema: str, operation: Callable[[]
 
 
 def _drop_unreferenced_storage(
-    connection: BaseDatabaseWrapper, schema: str, done: Housekeeping
+    connection: BaseDatabaseWrapper,
+    schema: str,
+    done: Housekeeping,
+    snapshot: CatalogSnapshot | None = None,
 ) -> None:
     """Drop the stored objects no generation points to, round after round, then the
     storage schemas left empty. ``RESTRICT``: an object something reads is never
@@ -165,7 +169,7 @@ def _drop_unreferenced_storage(
                 set_local(cursor, previous)
         return schemas, stored
 
-    snapshot = read_catalog(connection, schema)
+    snapshot = snapshot or read_catalog(connection, schema)
     if not (snapshot.unreferenced_storage or snapshot.empty_storage):
         return
     outcome: list[tuple[list[str], list[str]]] = []
